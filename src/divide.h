@@ -1,0 +1,47 @@
+/*
+ * Task division: turns the prefix forest into work items (KV segments x q-token rows).
+ *
+ * Contract (tests/plan checks it through results; the lead's plan.c relies on it):
+ *  - For every q token (row) and every KV position p below the token's causal limit,
+ *    exactly one (item, segment) pair has the token among its rows, covers p, and has
+ *    the token's request rank inside the segment's [rank_lo, rank_hi). Items never list
+ *    a q token twice, and every q token appears in at least one item.
+ *  - Rows are left with slot = -1; the plan assigns partial-state slots afterwards.
+ *  - The output depends only on the inputs (deterministic, no clocks, no hashing of pointers).
+ */
+#ifndef FG_DIVIDE_H
+#define FG_DIVIDE_H
+
+#include <stdint.h>
+
+#include "cost_model.h"
+#include "forest.h"
+#include "worklist.h"
+
+typedef struct fg_divide_input {
+    const fg_forest *forest;
+    int32_t num_requests;
+    const int32_t *q_len;     /* [R] */
+    const int32_t *kv_len;    /* [R] */
+    const int32_t *q_indptr;  /* [R + 1], first q token of each request */
+    int32_t group;            /* query heads per KV head */
+    int32_t kv_head_count;    /* KV heads in the plan: tasks = items x kv_head_count */
+    int32_t head_dim_qk, head_dim_v;
+    int32_t q_elem_bytes, kv_elem_bytes;
+    int32_t page_size;
+    int32_t num_blocks;       /* persistent blocks the schedule will use */
+} fg_divide_input;
+
+typedef struct fg_division {
+    int32_t num_items, num_segs, num_rows;
+    int32_t *item_seg_off;    /* [num_items + 1] */
+    fg_seg *seg;              /* [num_segs] */
+    int32_t *item_row_off;    /* [num_items + 1] */
+    fg_row *row;              /* [num_rows] */
+    double *item_cost_us;     /* [num_items]: predicted time of one task (one KV head) */
+} fg_division;
+
+fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_division *out);
+void fg_division_free(fg_division *d);
+
+#endif /* FG_DIVIDE_H */

@@ -1,0 +1,413 @@
+/*
+ * Prefix forest construction.
+ *
+ * From block tables: request r's KV position p lives in physical slot
+ * (page_indices[indptr[r] + p / page_size], p % page_size), so two requests hold the
+ * same token at p exactly when their tables agree on page p / page_size and both are
+ * longer than p. Sorting the requests lexicographically by page ids (shorter first on a
+ * tie) puts requests that share prefixes next to each other, and the longest common
+ * prefix of two requests is then the minimum over the adjacent pairs between them; a
+ * stack walk over the sorted requests builds the trie in O(R log R * pages). A shared,
+ * partly filled last page is handled by clamping the common prefix to both lengths.
+ *
+ * Both builders hand a raw tree (parent, length, source request, end node per request)
+ * to finalize(), which numbers nodes in DFS preorder and ranks requests in the same
+ * order so that every node's requests form one contiguous rank range.
+ */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+typedef struct raw_tree {
+    int32_t n, cap;
+    int32_t *parent, *length, *src_req;
+} raw_tree;
+
+static int raw_reserve(raw_tree *t, int32_t cap) {
+    t->parent = malloc(sizeof(int32_t) * (size_t)cap);
+    t->length = malloc(sizeof(int32_t) * (size_t)cap);
+    t->src_req = malloc(sizeof(int32_t) * (size_t)cap);
+    t->cap = cap;
+    t->n = 0;
+    return t->parent && t->length && t->src_req;
+}
+
+static void raw_free(raw_tree *t) {
+    free(t->parent);
+    free(t->length);
+    free(t->src_req);
+}
+
+void fg_forest_free(fg_forest *f) {
+    if (!f) return;
+    free(f->parent);
+    free(f->depth);
+    free(f->begin);
+    free(f->length);
+    free(f->src_req);
+    free(f->rank_lo);
+    free(f->rank_hi);
+    free(f->req_at_rank);
+    free(f->rank_of_req);
+    free(f->req_node);
+    memset(f, 0, sizeof *f);
+}
+
+/* Stable merge sort of int32 ids by a key array (ties keep input order). */
+static void sort_by_key(int32_t *ids, int32_t *tmp, int32_t n, const int64_t *key) {
+    for (int32_t w = 1; w < n; w *= 2) {
+        for (int32_t lo = 0; lo < n; lo += 2 * w) {
+            int32_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+            int32_t i = lo, j = mid, k = lo;
+            while (i < mid && j < hi) tmp[k++] = key[ids[j]] < key[ids[i]] ? ids[j++] : ids[i++];
+            while (i < mid) tmp[k++] = ids[i++];
+            while (j < hi) tmp[k++] = ids[j++];
+        }
+        memcpy(ids, tmp, sizeof(int32_t) * (size_t)n);
+    }
+}
+
+/*
+ * Number the raw tree's nodes in DFS preorder. req_order lists the requests in the
+ * order ranks are given (requests ending at a node rank before the node's children;
+ * siblings are visited in order of their first request). Nodes no request passes
+ * through are dropped. `begin` positions are recomputed from the parents.
+ */
+static fg_status finalize(const raw_tree *t, int32_t R, const int32_t *req_end,
+                          const int32_t *req_order, const int32_t *kv_len, fg_forest *out) {
+    int32_t n = t->n;
+    fg_status st = FG_ERR_OUT_OF_MEMORY;
+    int64_t *first = malloc(sizeof(int64_t) * (size_t)n);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)n);
+    int32_t *tmp = malloc(sizeof(int32_t) * (size_t)(n > R ? n : R));
+    int32_t *child_off = calloc((size_t)n + 2, sizeof(int32_t));
+    int32_t *child = malloc(sizeof(int32_t) * (size_t)n);
+    int32_t *req_off = calloc((size_t)n + 1, sizeof(int32_t));
+    int32_t *reqs = malloc(sizeof(int32_t) * (size_t)R);
+    int32_t *new_id = malloc(sizeof(int32_t) * (size_t)n);
+    memset(out, 0, sizeof *out);
+    if (!first || !ids || !tmp || !child_off || !child || !req_off || !reqs ||
+        !new_id)
+        goto done;
+
+    /* first[v]: earliest request (in req_order) whose path passes through v. Parents
+     * may have larger ids than children (split nodes), so walk each request's path. */
+    for (int32_t v = 0; v < n; v++) first[v] = INT64_MAX;
+    for (int32_t s = 0; s < R; s++) {
+        for (int32_t v = req_end[req_order[s]]; v >= 0 && first[v] == INT64_MAX; v = t->parent[v])
+            first[v] = s;
+    }
+    /* Children lists in order of first request; roots under the virtual index n. */
+    int32_t kept = 0;
+    for (int32_t v = 0; v < n; v++)
+        if (first[v] != INT64_MAX) ids[kept++] = v;
+    sort_by_key(ids, tmp, kept, first);
+    for (int32_t i = 0; i < kept; i++) {
+        int32_t p = t->parent[ids[i]];
+        child_off[(p < 0 ? n : p) + 1]++;
+    }
+    /* child_off has n + 2 entries: slots 0..n-1 for nodes, slot n for the roots. */
+    for (int32_t v = 0; v <= n; v++) child_off[v + 1] += child_off[v];
+    {
+        int32_t *cur = malloc(sizeof(int32_t) * (size_t)(n + 1));
+        if (!cur) goto done;
+        memcpy(cur, child_off, sizeof(int32_t) * (size_t)(n + 1));
+        for (int32_t i = 0; i < kept; i++) {
+            int32_t p = t->parent[ids[i]];
+            child[cur[p < 0 ? n : p]++] = ids[i];
+        }
+        free(cur);
+    }
+    /* Requests ending at each node, in req_order. */
+    for (int32_t r = 0; r < R; r++) req_off[req_end[r] + 1]++;
+    for (int32_t v = 0; v < n; v++) req_off[v + 1] += req_off[v];
+    {
+        int32_t *cur = malloc(sizeof(int32_t) * (size_t)(n + 1));
+        if (!cur) goto done;
+        memcpy(cur, req_off, sizeof(int32_t) * (size_t)(n + 1));
+        for (int32_t s = 0; s < R; s++) {
+            int32_t r = req_order[s];
+            reqs[cur[req_end[r]]++] = r;
+        }
+        free(cur);
+    }
+
+    out->num_nodes = kept;
+    out->num_requests = R;
+    out->parent = malloc(sizeof(int32_t) * (size_t)(kept ? kept : 1));
+    out->depth = malloc(sizeof(int32_t) * (size_t)(kept ? kept : 1));
+    out->begin = malloc(sizeof(int32_t) * (size_t)(kept ? kept : 1));
+    out->length = malloc(sizeof(int32_t) * (size_t)(kept ? kept : 1));
+    out->src_req = malloc(sizeof(int32_t) * (size_t)(kept ? kept : 1));
+    out->rank_lo = malloc(sizeof(int32_t) * (size_t)(kept ? kept : 1));
+    out->rank_hi = malloc(sizeof(int32_t) * (size_t)(kept ? kept : 1));
+    out->req_at_rank = malloc(sizeof(int32_t) * (size_t)R);
+    out->rank_of_req = malloc(sizeof(int32_t) * (size_t)R);
+    out->req_node = malloc(sizeof(int32_t) * (size_t)R);
+    if (!out->parent || !out->depth || !out->begin || !out->length || !out->src_req ||
+        !out->rank_lo || !out->rank_hi || !out->req_at_rank || !out->rank_of_req || !out->req_node)
+        goto done;
+
+    /* Iterative preorder DFS. stack holds raw ids; a node's entry is pushed again as
+     * ~id after its children so that rank_hi is set on exit. */
+    int32_t next_id = 0, next_rank = 0, sp = 0;
+    int32_t *estack = malloc(sizeof(int32_t) * (size_t)(2 * kept + 2));
+    if (!estack) goto done;
+    for (int32_t i = child_off[n + 1] - 1; i >= child_off[n]; i--) estack[sp++] = child[i];
+    while (sp > 0) {
+        int32_t e = estack[--sp];
+        if (e < 0) {
+            out->rank_hi[new_id[~e]] = next_rank;
+            continue;
+        }
+        int32_t id = next_id++;
+        new_id[e] = id;
+        int32_t p = t->parent[e];
+        out->parent[id] = p < 0 ? -1 : new_id[p];
+        out->depth[id] = p < 0 ? 1 : out->depth[new_id[p]] + 1;
+        out->begin[id] = p < 0 ? 0 : out->begin[new_id[p]] + out->length[new_id[p]];
+        out->length[id] = t->length[e];
+        out->src_req[id] = t->src_req[e];
+        out->rank_lo[id] = next_rank;
+        if (out->depth[id] > out->max_depth) out->max_depth = out->depth[id];
+        if (p < 0) out->num_roots++;
+        for (int32_t i = req_off[e]; i < req_off[e + 1]; i++) {
+            int32_t r = reqs[i];
+            out->req_at_rank[next_rank] = r;
+            out->rank_of_req[r] = next_rank++;
+            out->req_node[r] = id;
+        }
+        estack[sp++] = ~e;
+        for (int32_t i = child_off[e + 1] - 1; i >= child_off[e]; i--) estack[sp++] = child[i];
+    }
+    free(estack);
+    out->unique_tokens = 0;
+    out->total_tokens = 0;
+    for (int32_t v = 0; v < kept; v++) out->unique_tokens += out->length[v];
+    for (int32_t r = 0; r < R; r++) out->total_tokens += kv_len[r];
+    st = FG_SUCCESS;
+done:
+    free(first);
+    free(ids);
+    free(tmp);
+    free(child_off);
+    free(child);
+    free(req_off);
+    free(reqs);
+    free(new_id);
+    if (st != FG_SUCCESS) {
+        fg_forest_free(out);
+        return fg_fail(st, "fg_plan_create: out of host memory building the prefix forest");
+    }
+    return st;
+}
+
+/* ---------------------------------------------------------- block tables */
+
+typedef struct sort_ctx {
+    const int32_t *indptr, *indices, *kv_len;
+} sort_ctx;
+
+/* Lexicographic order of the requests' slot sequences: page ids, then length, then index. */
+static int req_less(const sort_ctx *c, int32_t a, int32_t b) {
+    int32_t na = c->indptr[a + 1] - c->indptr[a], nb = c->indptr[b + 1] - c->indptr[b];
+    const int32_t *pa = c->indices + c->indptr[a], *pb = c->indices + c->indptr[b];
+    int32_t m = na < nb ? na : nb;
+    for (int32_t i = 0; i < m; i++)
+        if (pa[i] != pb[i]) return pa[i] < pb[i];
+    if (c->kv_len[a] != c->kv_len[b]) return c->kv_len[a] < c->kv_len[b];
+    return a < b;
+}
+
+static void sort_requests(const sort_ctx *c, int32_t *ids, int32_t *tmp, int32_t n) {
+    for (int32_t w = 1; w < n; w *= 2) {
+        for (int32_t lo = 0; lo < n; lo += 2 * w) {
+            int32_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+            int32_t i = lo, j = mid, k = lo;
+            while (i < mid && j < hi) tmp[k++] = req_less(c, ids[j], ids[i]) ? ids[j++] : ids[i++];
+            while (i < mid) tmp[k++] = ids[i++];
+            while (j < hi) tmp[k++] = ids[j++];
+        }
+        memcpy(ids, tmp, sizeof(int32_t) * (size_t)n);
+    }
+}
+
+/* Tokens two requests share: common leading pages, clamped to both lengths. */
+static int32_t common_tokens(const sort_ctx *c, int32_t a, int32_t b, int32_t page_size) {
+    int32_t na = c->indptr[a + 1] - c->indptr[a], nb = c->indptr[b + 1] - c->indptr[b];
+    const int32_t *pa = c->indices + c->indptr[a], *pb = c->indices + c->indptr[b];
+    int32_t m = na < nb ? na : nb, k = 0;
+    while (k < m && pa[k] == pb[k]) k++;
+    int64_t t = (int64_t)k * page_size;
+    if (t > c->kv_len[a]) t = c->kv_len[a];
+    if (t > c->kv_len[b]) t = c->kv_len[b];
+    return (int32_t)t;
+}
+
+fg_status fg_forest_from_block_tables(const fg_batch_desc *batch, int32_t page_size, int no_sharing,
+                                      fg_forest *out) {
+    int32_t R = batch->num_requests;
+    sort_ctx c = {batch->page_indptr, batch->page_indices, batch->kv_len};
+    raw_tree t;
+    int32_t *order = malloc(sizeof(int32_t) * (size_t)R);
+    int32_t *tmp = malloc(sizeof(int32_t) * (size_t)R);
+    int32_t *req_end = malloc(sizeof(int32_t) * (size_t)R);
+    int32_t *stack = malloc(sizeof(int32_t) * (size_t)(2 * R + 1));
+    int32_t *node_begin = malloc(sizeof(int32_t) * (size_t)(2 * R + 1));
+    int ok = raw_reserve(&t, 2 * R + 1);
+    fg_status st;
+    if (!order || !tmp || !req_end || !stack || !node_begin || !ok) {
+        st = fg_fail(FG_ERR_OUT_OF_MEMORY, "fg_plan_create: out of host memory building the forest");
+        goto done;
+    }
+    for (int32_t r = 0; r < R; r++) order[r] = r;
+    if (no_sharing) {
+        for (int32_t r = 0; r < R; r++) {
+            t.parent[r] = -1;
+            t.length[r] = batch->kv_len[r];
+            t.src_req[r] = r;
+            req_end[r] = r;
+        }
+        t.n = R;
+    } else {
+        sort_requests(&c, order, tmp, R);
+        int32_t sp = 0;
+        for (int32_t s = 0; s < R; s++) {
+            int32_t r = order[s];
+            int32_t len = batch->kv_len[r];
+            int32_t l = s == 0 ? 0 : common_tokens(&c, order[s - 1], r, page_size);
+            while (sp > 0 && node_begin[stack[sp - 1]] >= l) sp--;
+            if (sp > 0) {
+                int32_t top = stack[sp - 1];
+                int32_t end = node_begin[top] + t.length[top];
+                if (end > l) {
+                    /* Split top at l: a new node x takes top's upper part and parent; top
+                     * keeps its lower part, children and ending requests. */
+                    int32_t x = t.n++;
+                    t.parent[x] = t.parent[top];
+                    t.length[x] = l - node_begin[top];
+                    t.src_req[x] = t.src_req[top];
+                    node_begin[x] = node_begin[top];
+                    t.parent[top] = x;
+                    t.length[top] = end - l;
+                    node_begin[top] = l;
+                    stack[sp - 1] = x;
+                }
+            }
+            if (l < len) {
+                int32_t v = t.n++;
+                t.parent[v] = sp > 0 ? stack[sp - 1] : -1;
+                t.length[v] = len - l;
+                t.src_req[v] = r;
+                node_begin[v] = l;
+                stack[sp++] = v;
+                req_end[r] = v;
+            } else {
+                req_end[r] = stack[sp - 1]; /* whole KV is a prefix of the previous request's */
+            }
+        }
+    }
+    st = finalize(&t, R, req_end, order, batch->kv_len, out);
+done:
+    free(order);
+    free(tmp);
+    free(req_end);
+    free(stack);
+    free(node_begin);
+    raw_free(&t);
+    return st;
+}
+
+/* ---------------------------------------------------------- explicit tree */
+
+fg_status fg_forest_from_tree(const fg_batch_desc *batch, fg_forest *out) {
+    const fg_tree_desc *tr = batch->tree;
+    int32_t R = batch->num_requests;
+    int32_t n = tr->num_nodes;
+    if (n < 1 || n > (INT32_MAX - 2) / 2)
+        return fg_fail(FG_ERR_INVALID_TREE, "fg_plan_create: batch->tree->num_nodes = %d is outside 1..%d",
+                       n, (INT32_MAX - 2) / 2);
+    if (!tr->parent || !tr->length || !tr->request_node)
+        return fg_fail(FG_ERR_NULL_POINTER, "fg_plan_create: batch->tree->%s is NULL",
+                       !tr->parent ? "parent" : !tr->length ? "length" : "request_node");
+    for (int32_t v = 0; v < n; v++) {
+        if (tr->parent[v] < -1 || tr->parent[v] >= n || tr->parent[v] == v)
+            return fg_fail(FG_ERR_INVALID_TREE,
+                           "fg_plan_create: batch->tree->parent[%d] = %d is not -1 or another node in 0..%d",
+                           v, tr->parent[v], n - 1);
+        if (tr->length[v] < 1)
+            return fg_fail(FG_ERR_INVALID_TREE, "fg_plan_create: batch->tree->length[%d] = %d is not >= 1",
+                           v, tr->length[v]);
+    }
+    for (int32_t r = 0; r < R; r++)
+        if (tr->request_node[r] < 0 || tr->request_node[r] >= n)
+            return fg_fail(FG_ERR_INVALID_TREE,
+                           "fg_plan_create: batch->tree->request_node[%d] = %d is outside 0..%d", r,
+                           tr->request_node[r], n - 1);
+
+    fg_status st = FG_SUCCESS;
+    int8_t *state = calloc((size_t)n, 1);
+    int64_t *end = malloc(sizeof(int64_t) * (size_t)n);
+    int32_t *path = malloc(sizeof(int32_t) * (size_t)n);
+    int32_t *order = malloc(sizeof(int32_t) * (size_t)R);
+    raw_tree t;
+    int ok = raw_reserve(&t, n);
+    if (!state || !end || !path || !order || !ok) {
+        st = fg_fail(FG_ERR_OUT_OF_MEMORY, "fg_plan_create: out of host memory checking the tree");
+        goto done;
+    }
+    /* Cycle check and end positions: walk up from each node until a finished node or a
+     * root; meeting a node of the current walk again is a cycle. */
+    for (int32_t v = 0; v < n && st == FG_SUCCESS; v++) {
+        int32_t len = 0, u = v;
+        while (u >= 0 && state[u] == 0) {
+            state[u] = 1;
+            path[len++] = u;
+            u = tr->parent[u];
+        }
+        if (u >= 0 && state[u] == 1) {
+            st = fg_fail(FG_ERR_INVALID_TREE,
+                         "fg_plan_create: batch->tree has a cycle through node %d (parent links loop)", u);
+            break;
+        }
+        int64_t base = u >= 0 ? end[u] : 0;
+        for (int32_t i = len - 1; i >= 0; i--) {
+            base += tr->length[path[i]];
+            end[path[i]] = base;
+            state[path[i]] = 2;
+        }
+    }
+    if (st != FG_SUCCESS) goto done;
+    for (int32_t r = 0; r < R; r++) {
+        int64_t e = end[tr->request_node[r]];
+        if (e != batch->kv_len[r]) {
+            st = fg_fail(FG_ERR_INVALID_TREE,
+                         "fg_plan_create: batch->tree path of request %d (to node %d) holds %lld tokens "
+                         "but kv_len[%d] = %d",
+                         r, tr->request_node[r], (long long)e, r, batch->kv_len[r]);
+            goto done;
+        }
+    }
+    /* Each node is read through its lowest-numbered request: mark paths in index order. */
+    for (int32_t v = 0; v < n; v++) t.src_req[v] = -1;
+    for (int32_t r = 0; r < R; r++)
+        for (int32_t v = tr->request_node[r]; v >= 0 && t.src_req[v] < 0; v = tr->parent[v])
+            t.src_req[v] = r;
+    for (int32_t v = 0; v < n; v++) {
+        t.parent[v] = tr->parent[v];
+        t.length[v] = tr->length[v];
+        if (t.src_req[v] < 0) t.src_req[v] = 0; /* no request passes: dropped by finalize */
+    }
+    t.n = n;
+    for (int32_t r = 0; r < R; r++) order[r] = r;
+    st = finalize(&t, R, tr->request_node, order, batch->kv_len, out);
+done:
+    free(state);
+    free(end);
+    free(path);
+    free(order);
+    raw_free(&t);
+    return st;
+}
