@@ -127,6 +127,7 @@ void fg_thread_pool_run(fg_thread_pool *p, int32_t n, void (*fn)(void *, int32_t
 
 #define CPU_TILE_KV 64   /* KV tokens converted to fp32 at a time */
 #define CPU_ROW_BLOCK 32 /* query rows whose scores are live at once */
+#define FG_CPU_MAX_DIM 256
 
 static inline float load_elem(const void *base, int64_t i, int32_t dtype) {
     switch (dtype) {
@@ -182,7 +183,7 @@ static void run_task(const fg_kernel_args *a, int32_t task, float *scratch) {
     float *acc = q + (int64_t)M * dqk;        /* [M][dv] */
     float *mx = acc + (int64_t)M * dv;        /* [M] running max */
     float *sum = mx + M;                      /* [M] running sum */
-    float *kt = sum + M;                      /* [TILE][dqk] */
+    float *kt = sum + M;                      /* [dqk][TILE], transposed */
     float *vt = kt + (int64_t)CPU_TILE_KV * dqk; /* [TILE][dv] */
     float *s = vt + (int64_t)CPU_TILE_KV * dv;   /* [ROW_BLOCK][TILE] */
 
@@ -210,9 +211,12 @@ static void run_task(const fg_kernel_args *a, int32_t task, float *scratch) {
             for (int32_t t = 0; t < tn; t++) {
                 int32_t p = t0 + t;
                 int64_t page = pages[p / a->page_size], slot = p % a->page_size;
-                load_row(kt + (int64_t)t * dqk, a->k,
-                         page * a->k_stride_page + slot * a->k_stride_token + kvh * a->k_stride_head, dqk,
-                         a->kv_dtype, 1.0f);
+                /* K is stored transposed ([d][t]) so that the score loop runs along t
+                 * without a floating-point reduction, which the compiler can vectorise. */
+                float krow[FG_CPU_MAX_DIM];
+                load_row(krow, a->k, page * a->k_stride_page + slot * a->k_stride_token + kvh * a->k_stride_head,
+                         dqk, a->kv_dtype, 1.0f);
+                for (int32_t d = 0; d < dqk; d++) kt[(int64_t)d * CPU_TILE_KV + t] = krow[d];
                 load_row(vt + (int64_t)t * dv, a->v,
                          page * a->v_stride_page + slot * a->v_stride_token + kvh * a->v_stride_head, dv,
                          a->kv_dtype, 1.0f);
@@ -228,14 +232,14 @@ static void run_task(const fg_kernel_args *a, int32_t task, float *scratch) {
                     if (vis == 0) continue;
                     const float *qm = q + (int64_t)m * dqk;
                     float *sm = s + (int64_t)i * CPU_TILE_KV;
-                    float tmax = -INFINITY;
-                    for (int32_t t = 0; t < vis; t++) {
-                        const float *kr = kt + (int64_t)t * dqk;
-                        float dot = 0.0f;
-                        for (int32_t d = 0; d < dqk; d++) dot += qm[d] * kr[d];
-                        sm[t] = dot;
-                        tmax = dot > tmax ? dot : tmax;
+                    for (int32_t t = 0; t < CPU_TILE_KV; t++) sm[t] = 0.0f;
+                    for (int32_t d = 0; d < dqk; d++) {
+                        const float qd = qm[d];
+                        const float *kd = kt + (int64_t)d * CPU_TILE_KV;
+                        for (int32_t t = 0; t < CPU_TILE_KV; t++) sm[t] += qd * kd[t];
                     }
+                    float tmax = -INFINITY;
+                    for (int32_t t = 0; t < vis; t++) tmax = sm[t] > tmax ? sm[t] : tmax;
                     float mnew = mx[m] > tmax ? mx[m] : tmax;
                     float corr = expf(mx[m] - mnew); /* exp(-inf) = 0 on the first tile */
                     float *om = acc + (int64_t)m * dv;
