@@ -48,7 +48,10 @@ static fg_status validate_attn(fg_context ctx, const fg_attn_desc *a) {
     if (a->kv_head_begin < 0 || a->kv_head_begin >= a->num_kv_heads)
         return fg_fail(FG_ERR_INVALID_VALUE, "fg_plan_create: attn->kv_head_begin = %d is outside 0..%d",
                        a->kv_head_begin, a->num_kv_heads - 1);
-    if (a->kv_head_count < 0 || a->kv_head_count > a->num_kv_heads - a->kv_head_begin)
+    if (a->kv_head_count < 0)
+        return fg_fail(FG_ERR_INVALID_VALUE, "fg_plan_create: attn->kv_head_count = %d is negative (0 = all)",
+                       a->kv_head_count);
+    if (a->kv_head_count > a->num_kv_heads - a->kv_head_begin)
         return fg_fail(FG_ERR_SHAPE_MISMATCH,
                        "fg_plan_create: attn->kv_head_count = %d with kv_head_begin = %d exceeds num_kv_heads = %d",
                        a->kv_head_count, a->kv_head_begin, a->num_kv_heads);
