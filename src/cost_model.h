@@ -50,6 +50,13 @@ typedef struct fg_cost_shape {
  * segments. Microseconds on one persistent block while every block is busy. */
 double fg_cost_task_us(const fg_cost_params *p, const fg_cost_shape *s, int32_t rows,
                        int32_t partial_rows, int64_t kv_tokens, int32_t num_segs);
+/* The two halves of a task prediction (no fixed cost): memory time for the bytes it
+ * moves, and matrix + softmax time for `rows` q tokens against `kv_tokens` keys
+ * (padded to pad_rows / pad_kv). A task takes max(memory, compute) + task_fixed_us. */
+double fg_cost_mem_us(const fg_cost_params *p, const fg_cost_shape *s, int32_t rows,
+                      int32_t partial_rows, int64_t kv_tokens);
+double fg_cost_compute_us(const fg_cost_params *p, const fg_cost_shape *s, int32_t rows,
+                          int64_t kv_tokens);
 /* Fraction of copy bandwidth reached when gathering KV through pages of page_size tokens. */
 double fg_cost_gather_eff(const fg_cost_params *p, int32_t page_size);
 /* Persistent blocks the device runs at once (compute_units x blocks_per_unit, >= 1). */

@@ -43,5 +43,9 @@ typedef struct fg_division {
 
 fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_division *out);
 void fg_division_free(fg_division *d);
+/* Shortest KV chunk fg_divide cuts for a row group of `rows` q tokens: below it the
+ * partial states (and fixed task cost) a split adds outweigh its KV (tests use it to
+ * tell a task that cannot be split from one that was left too long). */
+int32_t fg_divide_min_chunk(const fg_divide_input *in, const fg_cost_params *cost, int32_t rows);
 
 #endif /* FG_DIVIDE_H */

@@ -1,0 +1,563 @@
+/*
+ * Task division: forest nodes -> work items (see divide.h for the contract).
+ *
+ * 1. Rows. A node's rows are the q tokens of its requests (DFS rank order) whose causal
+ *    limit passes its first position. They are cut into row groups of one row block
+ *    (tile_rows / group tokens): the kernels read each KV tile once per row block
+ *    anyway (hip/attention.hip), so a bigger item would only serialise row blocks that
+ *    separate items run in parallel, for the same KV traffic.
+ * 2. Folding. A node much shorter than a KV tile (<= tile_kv / 2), whose extra masked
+ *    work in its host's items costs less than its own items and partial states, becomes
+ *    an extra segment (with its own rank range) of the last KV chunk of every row group
+ *    of its host (the nearest unfolded ancestor) holding its rows. Its rows sit in
+ *    exactly one host row group each, so coverage stays exact.
+ * 3. KV chunks. With W the predicted work, each candidate target task cost
+ *    T = W / (blocks * k) cuts every (node, row group) into the fewest equal,
+ *    tile-aligned chunks below T, never shorter than the minimum chunk where the
+ *    partial states it adds (written and merged) outweigh its KV bytes. A cheap LPT
+ *    makespan picks k: the balanced candidate (imbalance <= 1.10) with the lowest
+ *    predicted step time, else the most balanced. Single-request nodes fall out of the
+ *    same rule as ordinary split-KV decode.
+ * Everything is integer arithmetic on the inputs plus deterministic floating point in a
+ * fixed order: the same inputs give the same bytes.
+ */
+#include "divide.h"
+
+#include <math.h>
+#ifdef FG_DIVIDE_DEBUG
+#include <stdio.h>
+#endif
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+typedef struct vec {
+    void *p;
+    int64_t n, cap;
+    size_t elem;
+} vec;
+
+static int vec_reserve(vec *v, int64_t n) {
+    if (n <= v->cap) return 0;
+    int64_t cap = v->cap ? v->cap : 64;
+    while (cap < n) cap *= 2;
+    void *q = realloc(v->p, (size_t)cap * v->elem);
+    if (!q) return -1;
+    v->p = q;
+    v->cap = cap;
+    return 0;
+}
+
+static void *vec_push(vec *v) {
+    if (v->n >= v->cap && vec_reserve(v, v->n + 1)) return NULL;
+    return (char *)v->p + (size_t)(v->n++) * v->elem;
+}
+
+void fg_division_free(fg_division *d) {
+    if (!d) return;
+    free(d->item_seg_off);
+    free(d->seg);
+    free(d->item_row_off);
+    free(d->row);
+    free(d->item_cost_us);
+    memset(d, 0, sizeof *d);
+}
+
+static fg_status check_input(const fg_divide_input *in, const fg_cost_params *cost, fg_division *out) {
+    if (!in || !cost || !out) return fg_fail(FG_ERR_NULL_POINTER, "fg_divide: a NULL argument");
+    const fg_forest *f = in->forest;
+    if (!f || !in->q_len || !in->kv_len || !in->q_indptr)
+        return fg_fail(FG_ERR_NULL_POINTER, "fg_divide: forest, q_len, kv_len or q_indptr is NULL");
+    if (in->num_requests != f->num_requests || in->num_requests < 1)
+        return fg_fail(FG_ERR_INVALID_VALUE, "fg_divide: num_requests = %d but the forest has %d",
+                       in->num_requests, f->num_requests);
+    if (in->group < 1 || in->kv_head_count < 1 || in->num_blocks < 1)
+        return fg_fail(FG_ERR_INVALID_VALUE, "fg_divide: group = %d, kv_head_count = %d, num_blocks = %d "
+                       "(each must be >= 1)", in->group, in->kv_head_count, in->num_blocks);
+    if (in->head_dim_qk < 1 || in->head_dim_v < 1 || in->q_elem_bytes < 1 || in->kv_elem_bytes < 1 ||
+        in->page_size < 1)
+        return fg_fail(FG_ERR_INVALID_VALUE, "fg_divide: head dims, element sizes and page_size must be >= 1");
+    if (!(cost->copy_gbs > 0.0) || !(cost->mma_tflops_f16 > 0.0) || !(cost->fma_tflops_f32 > 0.0) ||
+        cost->tile_rows < 1 || cost->tile_kv < 1)
+        return fg_fail(FG_ERR_INVALID_VALUE, "fg_divide: cost parameters without bandwidth, rates or tiles");
+    return FG_SUCCESS;
+}
+
+/* ------------------------------------------------------------------ costs */
+
+typedef struct dctx {
+    const fg_divide_input *in;
+    const fg_cost_params *p;
+    fg_cost_shape sh;
+    int32_t rpb;     /* q tokens per row block */
+    int packed;      /* kernel packs all segments of an item into shared tiles (GPU) */
+} dctx;
+
+/* Compute time of one folded segment in an item: a padding kernel computes every row
+ * of the item over the packed stream; the CPU computes only the rows that see it. */
+static double fold_compute_us(const dctx *c, int32_t item_rows, int32_t seeing, int32_t len) {
+    if (c->packed) return fg_cost_compute_us(c->p, &c->sh, item_rows, len) -
+                          fg_cost_compute_us(c->p, &c->sh, item_rows, 0);
+    return fg_cost_compute_us(c->p, &c->sh, seeing, len);
+}
+
+/* One item: `rows` tokens (`partial` of them partial) over a main segment of kv tokens
+ * plus folded segments (fold_kv tokens, fold_cmp compute). */
+static double item_cost(const dctx *c, int32_t rows, int32_t partial, int64_t kv, int64_t fold_kv,
+                        double fold_cmp) {
+    double mem = fg_cost_mem_us(c->p, &c->sh, rows, partial, kv + fold_kv);
+    double cmp = fg_cost_compute_us(c->p, &c->sh, rows, kv) + fold_cmp;
+    return (mem > cmp ? mem : cmp) + c->p->task_fixed_us;
+}
+
+/* How far balance may push chunks below the minimum when the device would otherwise
+ * idle (the step-time comparison still has to accept the extra partial states). */
+#define MAX_RELAX 4
+
+/* Shortest chunk worth its partial state: its KV bytes must be at least the
+ * partial-state bytes it adds (written by the task, read by the merge), its memory
+ * time twice the fixed task cost, and it must fill a KV tile. */
+static int32_t min_chunk(const dctx *c, int32_t rows, int32_t relax) {
+    double tok_bytes = ((double)c->sh.head_dim_qk + c->sh.head_dim_v) * c->sh.kv_elem_bytes;
+    double part = (double)rows * c->sh.group * (c->sh.head_dim_v + 1) * 4.0 * 2.0;
+    double lp = part / tok_bytes;
+    double bw = c->p->copy_gbs * 1e3 / fg_cost_blocks(c->p) * fg_cost_gather_eff(c->p, c->sh.page_size);
+    double lf = 2.0 * c->p->task_fixed_us * bw / tok_bytes;
+    double l = (lp > lf ? lp : lf) / relax;
+    if (l < c->p->tile_kv) l = c->p->tile_kv;
+    return l > 1e9 ? 1000000000 : (int32_t)ceil(l);
+}
+
+int32_t fg_divide_min_chunk(const fg_divide_input *in, const fg_cost_params *cost, int32_t rows) {
+    dctx c = {in, cost, {in->group, in->head_dim_qk, in->head_dim_v, in->q_elem_bytes, in->kv_elem_bytes,
+                         in->page_size}, 1, cost->pad_rows > 1};
+    return min_chunk(&c, rows, MAX_RELAX);
+}
+
+/* Chunk geometry: `want` chunks of L tokens, tile-aligned when chunks span tiles. */
+static void geometry(int32_t L, int32_t want, int32_t tile, int32_t *size, int32_t *count) {
+    if (want < 1) want = 1;
+    int32_t s = (int32_t)(((int64_t)L + want - 1) / want);
+    /* Whole tiles avoid a padded tile per chunk, unless rounding up loses a chunk or
+     * leaves a short tail (the tail would be a task below the minimum chunk). */
+    if (tile > 1 && s > tile) {
+        int32_t a = (s + tile - 1) / tile * tile;
+        int64_t n = ((int64_t)L + a - 1) / a, tail = L - (n - 1) * a;
+        if (n == want && 2 * tail >= a) s = a;
+    }
+    if (s < 1) s = 1;
+    *size = s;
+    *count = (int32_t)(((int64_t)L + s - 1) / s);
+}
+
+/* ------------------------------------------------------------------ LPT estimate */
+
+typedef struct crun { double c; int64_t n; } crun;
+
+static int crun_cmp(const void *a, const void *b) {
+    const crun *x = a, *y = b;
+    return x->c > y->c ? -1 : (x->c < y->c);
+}
+
+/* LPT makespan of the task multiset (the scheduler adds improvement passes on top). */
+static double lpt_makespan(crun *runs, int64_t nr, int32_t blocks, double *load, double *mean) {
+    qsort(runs, (size_t)nr, sizeof *runs, crun_cmp);
+    int64_t tasks = 0;
+    double total = 0.0;
+    for (int64_t i = 0; i < nr; i++) { tasks += runs[i].n; total += runs[i].c * (double)runs[i].n; }
+    int32_t B = tasks < blocks ? (int32_t)tasks : blocks;
+    if (B < 1) B = 1;
+    *mean = total / B;
+    /* Min-heap of loads (values only: which block gets a task does not change the makespan). */
+    for (int32_t b = 0; b < B; b++) load[b] = 0.0;
+    for (int64_t i = 0; i < nr; i++) {
+        for (int64_t k = 0; k < runs[i].n; k++) {
+            load[0] += runs[i].c;
+            int32_t j = 0;
+            for (;;) {
+                int32_t l = 2 * j + 1, r = l + 1, m = j;
+                if (l < B && load[l] < load[m]) m = l;
+                if (r < B && load[r] < load[m]) m = r;
+                if (m == j) break;
+                double t = load[j]; load[j] = load[m]; load[m] = t;
+                j = m;
+            }
+        }
+    }
+    double mk = 0.0;
+    for (int32_t b = 0; b < B; b++) mk = load[b] > mk ? load[b] : mk;
+    return mk;
+}
+
+/* ------------------------------------------------------------------ divide */
+
+typedef struct grp {
+    int32_t node, t0, nt;   /* tokens toks[t0 .. t0 + nt) */
+    int32_t solo;           /* tokens whose request has no other unfolded node */
+    int32_t fold_head;      /* first fold entry, -1 none */
+    int32_t fold_tail;
+    int64_t fold_kv;
+    int32_t fold_segs;
+    double fold_cmp;
+    int32_t size, count;    /* chunk geometry under evaluation */
+    int32_t best_size, best_count;
+    int32_t tried;          /* refinement: cutting it once more did not help */
+} grp;
+
+typedef struct eval_result {
+    double mk, mean, imb, step;
+    int64_t tasks;
+} eval_result;
+
+/* Balanced (<= 1.10) beats unbalanced; among balanced the lower predicted step time,
+ * among unbalanced the lower imbalance. */
+static int better(const eval_result *a, const eval_result *b) {
+    int ba = a->imb <= 1.10, bb = b->imb <= 1.10;
+    if (ba != bb) return ba;
+    return ba ? a->step < b->step : a->imb < b->imb - 1e-12;
+}
+
+/* LPT estimate of the division the groups' current geometry describes. -1: out of memory. */
+static int evaluate(const dctx *c, const fg_forest *f, const grp *G, int64_t NG, const int32_t *host,
+                    vec *runs, double *load, eval_result *r) {
+    const int32_t H = c->in->kv_head_count;
+    runs->n = 0;
+    int64_t merge_rows = 0, tasks = 0;
+    for (int64_t g = 0; g < NG; g++) {
+        int32_t n = G[g].node;
+        if (host[n] >= 0) continue;
+        int32_t L = f->length[n], rows = G[g].nt;
+        int32_t cnt = G[g].count, s = G[g].size, last = L - (cnt - 1) * s;
+        int32_t partial = rows - (cnt == 1 ? G[g].solo : 0);
+        merge_rows += (int64_t)rows * cnt - (cnt == 1 ? G[g].solo : 0);
+        crun *x;
+        if (cnt > 1) {
+            if (!(x = vec_push(runs))) return -1;
+            x->c = item_cost(c, rows, partial, s, 0, 0.0);
+            x->n = (int64_t)(cnt - 1) * H;
+        }
+        if (!(x = vec_push(runs))) return -1;
+        x->c = item_cost(c, rows, partial, last, G[g].fold_kv, G[g].fold_cmp);
+        x->n = H;
+        tasks += (int64_t)cnt * H;
+    }
+    r->mk = lpt_makespan(runs->p, runs->n, c->in->num_blocks, load, &r->mean);
+    r->imb = r->mean > 0.0 ? r->mk / r->mean : 1.0;
+    r->step = fg_cost_step_us(c->p, r->mk, merge_rows * c->in->group * H, merge_rows ? 2 : 1);
+    r->tasks = tasks;
+    return 0;
+}
+
+typedef struct fold_ent { int32_t node, next; } fold_ent;
+
+#define OOM() do { st = fg_fail(FG_ERR_OUT_OF_MEMORY, "fg_divide: out of host memory"); goto done; } while (0)
+
+fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_division *out) {
+    fg_status st = check_input(in, cost, out);
+    if (st != FG_SUCCESS) return st;
+    memset(out, 0, sizeof *out);
+    const fg_forest *f = in->forest;
+    const int32_t N = f->num_nodes, R = in->num_requests, H = in->kv_head_count;
+    dctx c = {in, cost, {in->group, in->head_dim_qk, in->head_dim_v, in->q_elem_bytes, in->kv_elem_bytes,
+                         in->page_size}, cost->tile_rows / in->group, cost->pad_rows > 1};
+    if (c.rpb < 1) c.rpb = 1;
+    const int32_t Q = in->q_indptr[R];
+
+    vec toks = {0, 0, 0, sizeof(int32_t)}, grps = {0, 0, 0, sizeof(grp)}, folds = {0, 0, 0, sizeof(fold_ent)};
+    vec runs = {0, 0, 0, sizeof(crun)};
+    vec seg = {0, 0, 0, sizeof(fg_seg)}, row = {0, 0, 0, sizeof(fg_row)};
+    vec seg_off = {0, 0, 0, sizeof(int32_t)}, row_off = {0, 0, 0, sizeof(int32_t)};
+    int32_t *node_g0 = malloc(sizeof(int32_t) * (size_t)(N + 1));
+    int32_t *host = malloc(sizeof(int32_t) * (size_t)(N > 0 ? N : 1));
+    int32_t *tok_rank_buf = NULL;
+    int32_t *count = calloc((size_t)(Q > 0 ? Q : 1), sizeof *count);
+    uint8_t *solo_req = calloc((size_t)R, 1);
+    double *load = malloc(sizeof(double) * (size_t)in->num_blocks);
+    if (!node_g0 || !host || !count || !solo_req || !load) OOM();
+
+    /* 1. Rows per node, cut into row groups. */
+    if (vec_reserve(&toks, (int64_t)Q + N)) OOM();
+    for (int32_t n = 0; n < N; n++) {
+        node_g0[n] = (int32_t)grps.n;
+        host[n] = -1;
+        int32_t t0 = (int32_t)toks.n;
+        for (int32_t rk = f->rank_lo[n]; rk < f->rank_hi[n]; rk++) {
+            int32_t r = f->req_at_rank[rk];
+            int32_t first = in->kv_len[r] - in->q_len[r] + 1; /* limit of token 0 */
+            int32_t i0 = f->begin[n] - first + 1;             /* first token with limit > begin */
+            if (i0 < 0) i0 = 0;
+            for (int32_t i = i0; i < in->q_len[r]; i++) {
+                int32_t *t = vec_push(&toks);
+                if (!t) OOM();
+                *t = in->q_indptr[r] + i;
+            }
+        }
+        int32_t nt = (int32_t)toks.n - t0;
+        for (int32_t g0 = 0; g0 < nt; g0 += c.rpb) {
+            grp *g = vec_push(&grps);
+            if (!g) OOM();
+            memset(g, 0, sizeof *g);
+            g->node = n;
+            g->t0 = t0 + g0;
+            g->nt = nt - g0 < c.rpb ? nt - g0 : c.rpb;
+            g->fold_head = g->fold_tail = -1;
+        }
+    }
+    node_g0[N] = (int32_t)grps.n;
+    int32_t *tk = toks.p;
+    /* rank of each listed token, for the folding searches */
+    tok_rank_buf = malloc(sizeof(int32_t) * (size_t)(toks.n > 0 ? toks.n : 1));
+    if (!tok_rank_buf) OOM();
+    {
+        int32_t *req_of_tok = count; /* borrowed; zeroed again below */
+        for (int32_t r = 0; r < R; r++)
+            for (int32_t i = in->q_indptr[r]; i < in->q_indptr[r + 1]; i++) req_of_tok[i] = r;
+        for (int64_t i = 0; i < toks.n; i++) tok_rank_buf[i] = f->rank_of_req[req_of_tok[tk[i]]];
+        memset(count, 0, sizeof(int32_t) * (size_t)(Q > 0 ? Q : 1));
+    }
+
+    /* 2. Folding, parents first (DFS preorder), so a folded parent's host is known. */
+    const int32_t fold_max = cost->tile_kv / 2;
+    for (int32_t n = 0; n < N; n++) {
+        int32_t par = f->parent[n];
+        if (par < 0 || f->length[n] > fold_max || node_g0[n + 1] == node_g0[n]) continue;
+        int32_t h = host[par] >= 0 ? host[par] : par;
+        grp *G = grps.p;
+        /* host groups holding n's ranks: tokens are in rank order */
+        int32_t ht0 = G[node_g0[h]].t0, hn = 0;
+        for (int32_t g = node_g0[h]; g < node_g0[h + 1]; g++) hn += G[g].nt;
+        int32_t lo = 0, hi = hn;
+        while (lo < hi) { int32_t m = (lo + hi) / 2; if (tok_rank_buf[ht0 + m] < f->rank_lo[n]) lo = m + 1; else hi = m; }
+        int32_t a = lo;
+        lo = a; hi = hn;
+        while (lo < hi) { int32_t m = (lo + hi) / 2; if (tok_rank_buf[ht0 + m] < f->rank_hi[n]) lo = m + 1; else hi = m; }
+        int32_t b = lo; /* host tokens [a, b) have n's ranks */
+        if (a >= b) continue;
+        int32_t ga = node_g0[h] + a / c.rpb, gb = node_g0[h] + (b - 1) / c.rpb;
+        double own = 0.0, extra = 0.0;
+        int32_t L = f->length[n];
+        for (int32_t g = node_g0[n]; g < node_g0[n + 1]; g++)
+            own += item_cost(&c, G[g].nt, G[g].nt, L, 0, 0.0) +
+                   (double)G[g].nt * in->group * cost->merge_us_per_row;
+        for (int32_t g = ga; g <= gb; g++) {
+            int32_t s0 = G[g].t0 - ht0 > a ? G[g].t0 - ht0 : a;
+            int32_t s1 = G[g].t0 - ht0 + G[g].nt < b ? G[g].t0 - ht0 + G[g].nt : b;
+            double mem = fg_cost_mem_us(cost, &c.sh, 0, 0, L);
+            double cmp = fold_compute_us(&c, G[g].nt, s1 - s0, L);
+            extra += mem > cmp ? mem : cmp;
+        }
+        if (extra > own) continue;
+        host[n] = h;
+        for (int32_t g = ga; g <= gb; g++) {
+            int32_t s0 = G[g].t0 - ht0 > a ? G[g].t0 - ht0 : a;
+            int32_t s1 = G[g].t0 - ht0 + G[g].nt < b ? G[g].t0 - ht0 + G[g].nt : b;
+            fold_ent *e = vec_push(&folds);
+            if (!e) OOM();
+            G = grps.p;
+            e->node = n;
+            e->next = -1;
+            int32_t ei = (int32_t)folds.n - 1;
+            if (G[g].fold_tail >= 0) ((fold_ent *)folds.p)[G[g].fold_tail].next = ei;
+            else G[g].fold_head = ei;
+            G[g].fold_tail = ei;
+            G[g].fold_kv += L;
+            G[g].fold_segs++;
+            G[g].fold_cmp += fold_compute_us(&c, G[g].nt, s1 - s0, L);
+        }
+    }
+
+    /* Requests whose only unfolded node is their root write O directly when that root is
+     * not split: no partial state, no merge. */
+    grp *G = grps.p;
+    const int64_t NG = grps.n;
+    for (int32_t r = 0; r < R; r++) {
+        int32_t un = 0;
+        for (int32_t v = f->req_node[r]; v >= 0; v = f->parent[v]) un += host[v] < 0;
+        solo_req[r] = un == 1;
+    }
+    for (int64_t g = 0; g < NG; g++) {
+        if (f->parent[G[g].node] >= 0) continue;
+        for (int32_t i = G[g].t0; i < G[g].t0 + G[g].nt; i++)
+            G[g].solo += solo_req[f->req_at_rank[tok_rank_buf[i]]];
+    }
+
+    /* 3. KV chunks: pick the target task cost. */
+    double W0 = 0.0;
+    for (int64_t g = 0; g < NG; g++) {
+        if (host[G[g].node] >= 0) continue;
+        W0 += item_cost(&c, G[g].nt, G[g].nt, f->length[G[g].node], G[g].fold_kv, G[g].fold_cmp);
+    }
+    W0 *= H;
+    /* Candidates: finer targets first at the full minimum chunk, then (only while no
+     * candidate balances) the finest target with the minimum relaxed 2x and 4x. */
+    static const double ks[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 32, 32};
+    static const int32_t relaxes[] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, MAX_RELAX};
+    eval_result best = {INFINITY, INFINITY, INFINITY, 0, 0};
+    int have_best = 0;
+    for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+        if (relaxes[ki] > 1 && best.imb <= 1.10) break;
+        double T = W0 / ((double)in->num_blocks * ks[ki]);
+        for (int64_t g = 0; g < NG; g++) {
+            int32_t n = G[g].node;
+            if (host[n] >= 0) continue;
+            int32_t L = f->length[n], rows = G[g].nt;
+            double whole = item_cost(&c, rows, rows, L, 0, 0.0) - cost->task_fixed_us;
+            double room = T - cost->task_fixed_us;
+            int64_t want = room > 0.0 ? (int64_t)ceil(whole / room) : L;
+            int64_t cap = L / min_chunk(&c, rows, relaxes[ki]);
+            if (want > cap) want = cap;
+            if (want > 4096) want = 4096;
+            geometry(L, (int32_t)(want < 1 ? 1 : want), cost->tile_kv, &G[g].size, &G[g].count);
+        }
+        eval_result r;
+        if (evaluate(&c, f, G, NG, host, &runs, load, &r)) OOM();
+#ifdef FG_DIVIDE_DEBUG
+        fprintf(stderr, "relax=%d k=%g T=%.3f tasks=%lld mk=%.3f mean=%.3f imb=%.3f step=%.3f\n", relaxes[ki],
+                ks[ki], T, (long long)r.tasks, r.mk, r.mean, r.imb, r.step);
+#endif
+        if (!have_best || better(&r, &best)) {
+            have_best = 1;
+            best = r;
+            for (int64_t g = 0; g < NG; g++) { G[g].best_size = G[g].size; G[g].best_count = G[g].count; }
+        } else if (best.imb <= 1.10) {
+            break; /* finer cuts only add fixed and partial costs from here */
+        }
+        if (best.imb <= 1.02) break;
+        if (r.tasks > (int64_t)64 * in->num_blocks + 4096) break;
+    }
+    /* Still unbalanced: a few tasks dominate. Cut the (node, row group) with the most
+     * expensive chunk once more, keep the cut when the estimate improves, and go on with
+     * the next dominant one (bounded: each try is one LPT estimate). */
+    for (int64_t g = 0; g < NG; g++) { G[g].size = G[g].best_size; G[g].count = G[g].best_count; G[g].tried = 0; }
+    int evals = 0;
+    while (evals < 48 && best.imb > 1.10) {
+        int64_t pick = -1;
+        double worst = 0.0;
+        for (int64_t g = 0; g < NG; g++) {
+            int32_t n = G[g].node;
+            if (host[n] >= 0 || G[g].tried) continue;
+            if (G[g].count + 1 > f->length[n] / min_chunk(&c, G[g].nt, MAX_RELAX)) continue;
+            double cc = item_cost(&c, G[g].nt, G[g].nt, G[g].size, G[g].fold_kv, G[g].fold_cmp);
+            if (cc > worst) { worst = cc; pick = g; }
+        }
+        if (pick < 0) break;
+        /* A few more chunks at once may balance where one more does not (tasks = chunks x
+         * heads land on the blocks in steps). */
+        int32_t os = G[pick].size, oc = G[pick].count, L = f->length[G[pick].node];
+        int32_t cap = L / min_chunk(&c, G[pick].nt, MAX_RELAX), kept = 0;
+        for (int32_t want = oc + 1; want <= cap && want <= 2 * oc + 2 && evals < 48; want++) {
+            geometry(L, want, cost->tile_kv, &G[pick].size, &G[pick].count);
+            if (G[pick].count <= oc) continue;
+            eval_result r;
+            if (evaluate(&c, f, G, NG, host, &runs, load, &r)) OOM();
+            evals++;
+#ifdef FG_DIVIDE_DEBUG
+            fprintf(stderr, "refine group %lld -> %d chunks: mk=%.3f imb=%.3f step=%.3f\n", (long long)pick,
+                    G[pick].count, r.mk, r.imb, r.step);
+#endif
+            if (better(&r, &best)) {
+                best = r;
+                for (int64_t g = 0; g < NG; g++) { G[g].best_size = G[g].size; G[g].best_count = G[g].count; }
+                kept = 1;
+                break;
+            }
+        }
+        if (!kept) {
+            G[pick].size = os;
+            G[pick].count = oc;
+            G[pick].tried = 1;
+        }
+    }
+
+    /* 4. Emission, node by node in DFS order, row group by row group, chunk by chunk. */
+    int32_t *z;
+    if (!(z = vec_push(&seg_off))) OOM();
+    *z = 0;
+    if (!(z = vec_push(&row_off))) OOM();
+    *z = 0;
+    for (int64_t g = 0; g < NG; g++) {
+        int32_t n = G[g].node;
+        if (host[n] >= 0) continue;
+        int32_t b = f->begin[n], e = b + f->length[n];
+        for (int32_t j = 0; j < G[g].best_count; j++) {
+            int32_t cb = b + j * G[g].best_size, ce = cb + G[g].best_size < e ? cb + G[g].best_size : e;
+            int64_t r0 = row.n;
+            for (int32_t i = G[g].t0; i < G[g].t0 + G[g].nt; i++) {
+                int32_t qt = tk[i], rk = tok_rank_buf[i], r = f->req_at_rank[rk];
+                int32_t limit = in->kv_len[r] - in->q_len[r] + (qt - in->q_indptr[r]) + 1;
+                if (limit <= cb) continue;
+                fg_row *w = vec_push(&row);
+                if (!w) OOM();
+                *w = (fg_row){qt, rk, limit, -1};
+                count[qt]++;
+            }
+            if (row.n == r0) continue; /* no token sees this chunk (q_len > 1 only) */
+            fg_seg *s = vec_push(&seg);
+            if (!s) OOM();
+            *s = (fg_seg){f->src_req[n], cb, ce, f->rank_lo[n], f->rank_hi[n]};
+            if (j == G[g].best_count - 1) {
+                for (int32_t ei = G[g].fold_head; ei >= 0; ei = ((fold_ent *)folds.p)[ei].next) {
+                    int32_t m = ((fold_ent *)folds.p)[ei].node;
+                    if (!(s = vec_push(&seg))) OOM();
+                    *s = (fg_seg){f->src_req[m], f->begin[m], f->begin[m] + f->length[m], f->rank_lo[m],
+                                  f->rank_hi[m]};
+                }
+            }
+            if (!(z = vec_push(&seg_off))) OOM();
+            *z = (int32_t)seg.n;
+            if (!(z = vec_push(&row_off))) OOM();
+            *z = (int32_t)row.n;
+        }
+    }
+    out->num_items = (int32_t)(seg_off.n - 1);
+    out->num_segs = (int32_t)seg.n;
+    out->num_rows = (int32_t)row.n;
+    out->item_cost_us = malloc(sizeof(double) * (size_t)(out->num_items > 0 ? out->num_items : 1));
+    if (!out->item_cost_us) OOM();
+
+    /* 5. Exact item costs, now that every token's item count (partial or direct) is known. */
+    const int32_t *so = seg_off.p, *ro = row_off.p;
+    const fg_seg *sg = seg.p;
+    const fg_row *rw = row.p;
+    for (int32_t it = 0; it < out->num_items; it++) {
+        int32_t nr = ro[it + 1] - ro[it], partial = 0;
+        for (int32_t k = ro[it]; k < ro[it + 1]; k++) partial += count[rw[k].qtok] > 1;
+        int64_t main_kv = sg[so[it]].kv_end - sg[so[it]].kv_begin, fold_kv = 0;
+        double fold_cmp = 0.0;
+        for (int32_t s = so[it] + 1; s < so[it + 1]; s++) {
+            int32_t len = sg[s].kv_end - sg[s].kv_begin, seeing = 0;
+            for (int32_t k = ro[it]; k < ro[it + 1]; k++)
+                seeing += rw[k].rank >= sg[s].rank_lo && rw[k].rank < sg[s].rank_hi;
+            fold_kv += len;
+            fold_cmp += fold_compute_us(&c, nr, seeing, len);
+        }
+        out->item_cost_us[it] = item_cost(&c, nr, partial, main_kv, fold_kv, fold_cmp);
+    }
+    out->item_seg_off = seg_off.p;
+    out->seg = seg.p;
+    out->item_row_off = row_off.p;
+    out->row = row.p;
+    seg_off.p = seg.p = row_off.p = row.p = NULL;
+    st = FG_SUCCESS;
+done:
+    if (st != FG_SUCCESS) {
+        free(out->item_cost_us);
+        memset(out, 0, sizeof *out);
+    }
+    free(seg.p);
+    free(row.p);
+    free(seg_off.p);
+    free(row_off.p);
+    free(toks.p);
+    free(grps.p);
+    free(folds.p);
+    free(runs.p);
+    free(node_g0);
+    free(host);
+    free(tok_rank_buf);
+    free(count);
+    free(solo_req);
+    free(load);
+    return st;
+}
