@@ -118,6 +118,8 @@ typedef struct fgt_forest_opts {
     /* Rough cap on the reference's work (sum over requests of q_len * kv_len); the
      * generator redraws (deterministically) until the batch fits. 0 = no cap. */
     int64_t max_work;
+    /* Percent chance that a node above max_depth branches; 0 = drawn per batch (40..95). */
+    int32_t expand_pct;
 } fgt_forest_opts;
 int fgt_batch_random_ex(fgt_rng *rng, const fgt_forest_params *p, const fgt_forest_opts *o,
                         fgt_batch *out);
