@@ -1,0 +1,637 @@
+/*
+ * Partial attention over the plan's work list, and the log-sum-exp merge.
+ *
+ * One persistent launch: block b runs tasks block_task[block_task_off[b] ..
+ * block_task_off[b+1]) (src/worklist.h). A task is (item, KV head); its query rows
+ * are (row of the item) x (query heads of the KV head), M = rows * group, taken in row
+ * blocks. Every KV token the task's segments name is read from device memory once per
+ * row block and applied to all rows of the block: that is where prefix sharing pays.
+ *
+ * Two implementations of the same contract:
+ *  - matrix path (NVIDIA sm80+): 4 warps x 16 rows, S = Q K^T and O += P V with
+ *    mma.sync m16n8k16 (fp32 accumulation), KV tiles gathered page by page with
+ *    16-byte cp.async into a double-buffered, swizzled shared-memory tile. The item's
+ *    segments are concatenated into one stream of KV positions, so short segments
+ *    (folded nodes) share a tile instead of each padding one; the per-column segment
+ *    rank range and position become the mask.
+ *  - portable path (AMD for now, and any tensor whose strides defeat 16-byte loads):
+ *    one wave per query row, lanes across head dims, wave-wide dot products through
+ *    the shuffle wrapper.
+ * Both: online softmax in base 2 with the scale folded in (exp2 is one instruction),
+ * LSE reported in natural log; a row that sees no key gets O = 0 and LSE = -inf.
+ */
+#include <limits.h>
+#include <math.h>
+
+#include "compat.h"
+#include "kernels.h"
+
+namespace {
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+/* Write one row's result: the final output (q dtype) when slot == -1, else the
+ * partial state (fp32 O / l and LSE). Used by the portable path per lane. */
+template <int T>
+__device__ __forceinline__ void store_out(const fg_kernel_args &a, int qtok, int h, int hl,
+                                          int slot, int d, float val) {
+    if (slot < 0) {
+        uint16_t *o = (uint16_t *)a.o;
+        o[(int64_t)qtok * a.o_stride_token + (int64_t)h * a.o_stride_head + d] = fg_from_f32<T>(val);
+    } else {
+        int heads = a.kv_head_count * a.group;
+        a.partial_o[((size_t)slot * heads + hl) * a.head_dim_v + d] = val;
+    }
+}
+__device__ __forceinline__ void store_lse(const fg_kernel_args &a, int qtok, int h, int hl,
+                                          int slot, float lse) {
+    if (slot < 0) {
+        if (a.lse) a.lse[(int64_t)qtok * a.lse_stride_token + (int64_t)h * a.lse_stride_head] = lse;
+    } else {
+        a.partial_lse[(size_t)slot * (a.kv_head_count * a.group) + hl] = lse;
+    }
+}
+
+/* ------------------------------------------------------------------ portable */
+
+constexpr int kPortableThreads = 256;
+
+template <int T, int D>
+__global__ void __launch_bounds__(kPortableThreads) partial_portable(fg_kernel_args a) {
+    constexpr int DPL = (D + FG_WAVE_SIZE - 1) / FG_WAVE_SIZE;
+    const int waves = kPortableThreads / FG_WAVE_SIZE;
+    const int wave = threadIdx.x / FG_WAVE_SIZE, lane = threadIdx.x % FG_WAVE_SIZE;
+    const uint16_t *q = (const uint16_t *)a.q;
+    const uint16_t *k = (const uint16_t *)a.k;
+    const uint16_t *v = (const uint16_t *)a.v;
+    const float sl2 = a.scale * kLog2e;
+    for (int bt = a.block_task_off[blockIdx.x]; bt < a.block_task_off[blockIdx.x + 1]; ++bt) {
+        const int task = a.block_task[bt];
+        const int item = task / a.kv_head_count, g = task % a.kv_head_count;
+        const int kvh = a.kv_head_begin + g;
+        const int row0 = a.item_row_off[item], nrows = a.item_row_off[item + 1] - row0;
+        const int seg0 = a.item_seg_off[item], seg1 = a.item_seg_off[item + 1];
+        const int M = nrows * a.group;
+        for (int m = wave; m < M; m += waves) {
+            const fg_row r = a.row[row0 + m / a.group];
+            const int kk = m % a.group;
+            const int h = kvh * a.group + kk, hl = g * a.group + kk;
+            float qv[DPL], ov[DPL];
+#pragma unroll
+            for (int i = 0; i < DPL; i++) {
+                int d = lane + i * FG_WAVE_SIZE;
+                qv[i] = d < D ? fg_to_f32<T>(q[(int64_t)r.qtok * a.q_stride_token +
+                                               (int64_t)h * a.q_stride_head + d]) * sl2
+                              : 0.f;
+                ov[i] = 0.f;
+            }
+            float mx = -INFINITY, l = 0.f;
+            for (int s = seg0; s < seg1; ++s) {
+                const fg_seg sg = a.seg[s];
+                if (r.rank < sg.rank_lo || r.rank >= sg.rank_hi) continue;
+                const int end = min(sg.kv_end, r.limit);
+                const int *pt = a.page + a.page_off[sg.src_req];
+                for (int p = sg.kv_begin; p < end; ++p) {
+                    const int64_t pg = pt[p / a.page_size], slot = p % a.page_size;
+                    const uint16_t *kp = k + pg * a.k_stride_page + slot * a.k_stride_token +
+                                         (int64_t)kvh * a.k_stride_head;
+                    const uint16_t *vp = v + pg * a.v_stride_page + slot * a.v_stride_token +
+                                         (int64_t)kvh * a.v_stride_head;
+                    float dot = 0.f;
+#pragma unroll
+                    for (int i = 0; i < DPL; i++) {
+                        int d = lane + i * FG_WAVE_SIZE;
+                        if (d < D) dot += qv[i] * fg_to_f32<T>(kp[d]);
+                    }
+                    dot = fg_wave_sum(dot);
+                    const float mn = fmaxf(mx, dot);
+                    const float alpha = exp2f(mx - mn), pw = exp2f(dot - mn);
+                    l = l * alpha + pw;
+#pragma unroll
+                    for (int i = 0; i < DPL; i++) {
+                        int d = lane + i * FG_WAVE_SIZE;
+                        ov[i] = ov[i] * alpha + (d < D ? pw * fg_to_f32<T>(vp[d]) : 0.f);
+                    }
+                    mx = mn;
+                }
+            }
+            const float inv = l > 0.f ? 1.f / l : 0.f;
+#pragma unroll
+            for (int i = 0; i < DPL; i++) {
+                int d = lane + i * FG_WAVE_SIZE;
+                if (d < D) store_out<T>(a, r.qtok, h, hl, r.slot, d, ov[i] * inv);
+            }
+            if (lane == 0)
+                store_lse(a, r.qtok, h, hl, r.slot, l > 0.f ? mx * kLn2 + logf(l) : -INFINITY);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ merge */
+
+constexpr int kMergeThreads = 256;
+
+/* Slots are combined in the order the plan lists them, by one wave per head, so the
+ * result is bitwise reproducible run to run. */
+template <int T>
+__global__ void __launch_bounds__(kMergeThreads) merge_states(fg_kernel_args a) {
+    const int waves = kMergeThreads / FG_WAVE_SIZE;
+    const int wave = threadIdx.x / FG_WAVE_SIZE, lane = threadIdx.x % FG_WAVE_SIZE;
+    const int heads = a.kv_head_count * a.group;
+    for (int qt = blockIdx.x; qt < a.num_qtok; qt += gridDim.x) {
+        const int b = a.merge_off[qt], e = a.merge_off[qt + 1];
+        if (b == e) continue;
+        for (int hl = wave; hl < heads; hl += waves) {
+            const int h = a.kv_head_begin * a.group + hl;
+            float mx = -INFINITY;
+            for (int i = b; i < e; ++i) mx = fmaxf(mx, a.partial_lse[(size_t)a.merge_slot[i] * heads + hl]);
+            float sum = 0.f;
+            if (mx != -INFINITY)
+                for (int i = b; i < e; ++i)
+                    sum += expf(a.partial_lse[(size_t)a.merge_slot[i] * heads + hl] - mx);
+            const float inv = sum > 0.f ? 1.f / sum : 0.f;
+            for (int d = lane; d < a.head_dim_v; d += FG_WAVE_SIZE) {
+                float acc = 0.f;
+                if (sum > 0.f)
+                    for (int i = b; i < e; ++i) {
+                        const size_t s = (size_t)a.merge_slot[i];
+                        const float w = expf(a.partial_lse[s * heads + hl] - mx);
+                        acc += w * a.partial_o[(s * heads + hl) * a.head_dim_v + d];
+                    }
+                ((uint16_t *)a.o)[(int64_t)qt * a.o_stride_token + (int64_t)h * a.o_stride_head + d] =
+                    fg_from_f32<T>(acc * inv);
+            }
+            if (lane == 0 && a.lse)
+                a.lse[(int64_t)qt * a.lse_stride_token + (int64_t)h * a.lse_stride_head] =
+                    sum > 0.f ? mx + logf(sum) : -INFINITY;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ matrix path */
+
+constexpr int kMmaWarps = 4;
+constexpr int kMmaThreads = 32 * kMmaWarps; /* mma.sync is a warp-of-32 instruction */
+constexpr int kBM = 16 * kMmaWarps;         /* one m16 tile per warp */
+constexpr int kSegCap = 64;                 /* segments staged in shared memory at once */
+
+/* 64-token KV tiles keep two stages of K and V at 64 KiB for head_dim 128 (two blocks
+ * per SM on sm80/sm90); head_dim 256 halves the tile to stay within the same budget
+ * and within 255 registers (its O accumulator alone is 128 per thread). */
+template <int D> struct MmaCfg {
+    static constexpr int BN = D <= 128 ? 64 : 32;
+    static constexpr int CPR = D * 2 / 16;           /* 16-byte chunks per K/V/Q row */
+    static constexpr int RPP = kMmaThreads / CPR;    /* rows one loader pass covers */
+    static constexpr size_t q_bytes = (size_t)kBM * D * 2;
+    static constexpr size_t kv_bytes = (size_t)2 * BN * D * 2; /* two stages */
+    static constexpr size_t meta_bytes = (size_t)3 * 2 * BN * 4;
+    static constexpr size_t seg_bytes = (size_t)(5 * kSegCap + 1) * 4;
+    static constexpr size_t smem = q_bytes + 2 * kv_bytes + meta_bytes + seg_bytes;
+};
+
+#if FG_CUDA
+__device__ __forceinline__ void ldsm_x4(uint32_t r[4], const void *p) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s)
+                 : "memory");
+}
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t r[4], const void *p) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s)
+                 : "memory");
+}
+template <int T>
+__device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    if (T == FG_T_F16)
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+            "{%8,%9}, {%0,%1,%2,%3};\n"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    else
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+            "{%8,%9}, {%0,%1,%2,%3};\n"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* One row block of a task: 16 * (4 / WN) query rows; the 4 warps form (4 / WN) row
+ * groups x WN column groups. Decode rows are few (M = group heads of one q token), so
+ * with WN > 1 the warps split each KV tile's columns instead of idling, and merge
+ * their softmax states at the end. */
+/* Not inlined: each column split gets its own register allocation (inlined together
+ * they spill). */
+template <int T, int D, int WN>
+__device__ __noinline__ void mma_row_block(const fg_kernel_args &a, unsigned char *smem, int row0, int M,
+                                              int mb, int g, int kvh, int seg0, int nseg, int64_t k_head,
+                                              int64_t v_head) {
+    using C = MmaCfg<D>;
+    constexpr int BN = C::BN, CPR = C::CPR, RPP = C::RPP;
+    constexpr int WM = 4 / WN, BMe = 16 * WM, NC = BN / WN; /* NC: columns per warp */
+    static_assert(NC % 16 == 0, "a warp's column slice must hold whole k16 steps");
+    uint16_t *Qs = (uint16_t *)smem;
+    uint16_t *Ks = (uint16_t *)(smem + C::q_bytes);
+    uint16_t *Vs = (uint16_t *)(smem + C::q_bytes + C::kv_bytes);
+    int *meta_pos = (int *)(smem + C::q_bytes + 2 * C::kv_bytes);
+    int *meta_lo = meta_pos + 2 * BN;
+    int *meta_hi = meta_lo + 2 * BN;
+    int *seg_cum = meta_hi + 2 * BN;
+    int *seg_src = seg_cum + kSegCap + 1;
+    int *seg_beg = seg_src + kSegCap;
+    int *seg_lo = seg_beg + kSegCap;
+    int *seg_hi = seg_lo + kSegCap;
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int wm = warp % WM, wn = warp / WM, c0 = wn * NC;
+    const uint16_t *q = (const uint16_t *)a.q;
+    const uint16_t *k = (const uint16_t *)a.k;
+    const uint16_t *v = (const uint16_t *)a.v;
+    const float sl2 = a.scale * kLog2e;
+    const int lchunk = tid % CPR, lrow0 = tid / CPR;
+    __syncthreads(); /* the previous row block's readers of Qs (and combine scratch) are done */
+    for (int i = tid; i < BMe * CPR; i += kMmaThreads) {
+        const int r = i / CPR, c = i % CPR, m = mb + r;
+        fg_vec16 val = make_uint4(0u, 0u, 0u, 0u);
+        if (m < M) {
+            const int qtok = a.row[row0 + m / a.group].qtok;
+            const int h = kvh * a.group + m % a.group;
+            val = *(const fg_vec16 *)(q + (int64_t)qtok * a.q_stride_token +
+                                      (int64_t)h * a.q_stride_head + c * 8);
+        }
+        *(fg_vec16 *)(Qs + r * D + fg_swizzle_chunk(r, c) * 8) = val;
+    }
+    /* This thread's two accumulator rows (lane/4 and lane/4 + 8 of its warp). */
+    int rrank[2], rlim[2], rslot[2], rqtok[2], rh[2], rhl[2];
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) {
+        const int m = mb + wm * 16 + (lane >> 2) + 8 * hf;
+        if (m < M) {
+            const fg_row r = a.row[row0 + m / a.group];
+            rrank[hf] = r.rank;
+            rlim[hf] = r.limit;
+            rslot[hf] = r.slot;
+            rqtok[hf] = r.qtok;
+            rh[hf] = kvh * a.group + m % a.group;
+            rhl[hf] = g * a.group + m % a.group;
+        } else {
+            rrank[hf] = INT_MIN; /* outside every segment's rank range */
+            rlim[hf] = 0;
+            rslot[hf] = rqtok[hf] = rh[hf] = rhl[hf] = -1;
+        }
+    }
+    const bool warp_active = mb + wm * 16 < M;
+    float oacc[D / 8][4];
+#pragma unroll
+    for (int i = 0; i < D / 8; i++) oacc[i][0] = oacc[i][1] = oacc[i][2] = oacc[i][3] = 0.f;
+    float rmax[2] = {-INFINITY, -INFINITY}, rsum[2] = {0.f, 0.f};
+
+    for (int sc = 0; sc < nseg; sc += kSegCap) {
+        const int ns = min(kSegCap, nseg - sc);
+        __syncthreads(); /* the previous chunk's tiles and segment table are consumed */
+        if (tid < ns) {
+            const fg_seg sg = a.seg[seg0 + sc + tid];
+            seg_src[tid] = sg.src_req;
+            seg_beg[tid] = sg.kv_begin;
+            seg_lo[tid] = sg.rank_lo;
+            seg_hi[tid] = sg.rank_hi;
+            seg_cum[tid + 1] = sg.kv_end - sg.kv_begin;
+        }
+        __syncthreads();
+        if (tid == 0) {
+            int acc = 0;
+            seg_cum[0] = 0;
+            for (int i = 1; i <= ns; i++) { acc += seg_cum[i]; seg_cum[i] = acc; }
+        }
+        __syncthreads();
+        const int L = seg_cum[ns];
+        const int ntiles = (L + BN - 1) / BN;
+
+        /* Gather one tile of the concatenated segment stream into stage st. Each
+         * thread copies one 16-byte chunk of several token rows; a row's chunks are
+         * consecutive threads, so each token's K (and V) row is one coalesced run. */
+        auto load_tile = [&](int t, int st) {
+            uint16_t *kd = Ks + st * BN * D, *vd = Vs + st * BN * D;
+#pragma unroll
+            for (int r = lrow0; r < BN; r += RPP) {
+                const int idx = t * BN + r;
+                const uint16_t *kp = k, *vp = v;
+                int bytes = 0;
+                if (idx < L) {
+                    int lo = 0, hi = ns;
+                    while (hi - lo > 1) {
+                        const int mid = (lo + hi) >> 1;
+                        if (seg_cum[mid] <= idx) lo = mid; else hi = mid;
+                    }
+                    const int p = seg_beg[lo] + idx - seg_cum[lo];
+                    const int64_t pg = a.page[a.page_off[seg_src[lo]] + p / a.page_size];
+                    const int64_t slot = p % a.page_size;
+                    kp = k + pg * a.k_stride_page + slot * a.k_stride_token + k_head + lchunk * 8;
+                    vp = v + pg * a.v_stride_page + slot * a.v_stride_token + v_head + lchunk * 8;
+                    bytes = 16;
+                    if (lchunk == 0) {
+                        meta_pos[st * BN + r] = p;
+                        meta_lo[st * BN + r] = seg_lo[lo];
+                        meta_hi[st * BN + r] = seg_hi[lo];
+                    }
+                } else if (lchunk == 0) {
+                    meta_pos[st * BN + r] = INT_MAX;
+                    meta_lo[st * BN + r] = INT_MAX;
+                    meta_hi[st * BN + r] = INT_MIN;
+                }
+                const int off = r * D + fg_swizzle_chunk(r, lchunk) * 8;
+                fg_cp_async16(kd + off, kp, bytes);
+                fg_cp_async16(vd + off, vp, bytes);
+            }
+            fg_cp_async_commit();
+        };
+
+        if (ntiles > 0) load_tile(0, 0);
+        for (int t = 0; t < ntiles; ++t) {
+            const int st = t & 1;
+            fg_cp_async_wait<0>();
+            __syncthreads(); /* tile t visible to all; stage st^1 no longer read */
+            if (t + 1 < ntiles) load_tile(t + 1, st ^ 1);
+            if (!warp_active) continue;
+
+            const uint16_t *kt = Ks + st * BN * D, *vt = Vs + st * BN * D;
+            float sacc[NC / 8][4];
+#pragma unroll
+            for (int i = 0; i < NC / 8; i++) sacc[i][0] = sacc[i][1] = sacc[i][2] = sacc[i][3] = 0.f;
+#pragma unroll
+            for (int ks = 0; ks < D / 16; ks++) {
+                uint32_t af[4];
+                const int qr = wm * 16 + fg_ldm_a_row(lane);
+                ldsm_x4(af, Qs + qr * D + fg_swizzle_chunk(qr, 2 * ks + fg_ldm_a_chunk(lane)) * 8);
+#pragma unroll
+                for (int np = 0; np < NC / 16; np++) {
+                    uint32_t bf[4];
+                    const int kr = c0 + np * 16 + fg_ldm_bk_row(lane);
+                    ldsm_x4(bf, kt + kr * D + fg_swizzle_chunk(kr, 2 * ks + fg_ldm_bk_chunk(lane)) * 8);
+                    mma16816<T>(sacc[2 * np], af, bf[0], bf[1]);
+                    mma16816<T>(sacc[2 * np + 1], af, bf[2], bf[3]);
+                }
+            }
+            /* Mask (segment rank range, causal limit, past the stream's end) and
+             * the online-softmax update, per accumulator row. */
+            float tmax[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+            for (int nt = 0; nt < NC / 8; nt++)
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    const int col = c0 + nt * 8 + fg_mma_c_col(lane, i), hf = i >> 1;
+                    const int pos = meta_pos[st * BN + col];
+                    const bool vis = meta_lo[st * BN + col] <= rrank[hf] &&
+                                     rrank[hf] < meta_hi[st * BN + col] && pos < rlim[hf];
+                    const float s = vis ? sacc[nt][i] * sl2 : -INFINITY;
+                    sacc[nt][i] = s;
+                    tmax[hf] = fmaxf(tmax[hf], s);
+                }
+            float alpha[2], base[2];
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                const uint64_t full = fg_lane_full_mask(32);
+                tmax[hf] = fmaxf(tmax[hf], fg_shfl_xor(full, tmax[hf], 1));
+                tmax[hf] = fmaxf(tmax[hf], fg_shfl_xor(full, tmax[hf], 2));
+                const float mn = fmaxf(rmax[hf], tmax[hf]);
+                base[hf] = mn == -INFINITY ? 0.f : mn; /* no key yet: avoid -inf - -inf */
+                alpha[hf] = exp2f(rmax[hf] - base[hf]);
+                rmax[hf] = mn;
+                rsum[hf] *= alpha[hf];
+            }
+#pragma unroll
+            for (int nt = 0; nt < NC / 8; nt++)
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    const float p = exp2f(sacc[nt][i] - base[i >> 1]);
+                    sacc[nt][i] = p;
+                    rsum[i >> 1] += p;
+                }
+#pragma unroll
+            for (int dt = 0; dt < D / 8; dt++) {
+                oacc[dt][0] *= alpha[0];
+                oacc[dt][1] *= alpha[0];
+                oacc[dt][2] *= alpha[1];
+                oacc[dt][3] *= alpha[1];
+            }
+            /* The S accumulator layout of two n8 tiles is the A fragment of one k16 step. */
+#pragma unroll
+            for (int kk = 0; kk < NC / 16; kk++) {
+                uint32_t pf[4];
+                pf[0] = fg_pack2<T>(sacc[2 * kk][0], sacc[2 * kk][1]);
+                pf[1] = fg_pack2<T>(sacc[2 * kk][2], sacc[2 * kk][3]);
+                pf[2] = fg_pack2<T>(sacc[2 * kk + 1][0], sacc[2 * kk + 1][1]);
+                pf[3] = fg_pack2<T>(sacc[2 * kk + 1][2], sacc[2 * kk + 1][3]);
+#pragma unroll
+                for (int dp = 0; dp < D / 16; dp++) {
+                    uint32_t bf[4];
+                    const int vr = c0 + kk * 16 + fg_ldm_bv_row(lane);
+                    ldsm_x4_trans(bf, vt + vr * D + fg_swizzle_chunk(vr, 2 * dp + fg_ldm_bv_chunk(lane)) * 8);
+                    mma16816<T>(oacc[2 * dp], pf, bf[0], bf[1]);
+                    mma16816<T>(oacc[2 * dp + 1], pf, bf[2], bf[3]);
+                }
+            }
+        }
+    }
+
+    if (WN > 1) {
+        /* Warps that split the tile's columns merge their states through shared memory
+         * (the KV stages are free now). Same lane layout in every warp: lane l of warp
+         * wn = 0 combines lane l of its peers, no shuffles. */
+        constexpr int PER = D / 2 + 4;
+        float *scr = (float *)(smem + MmaCfg<D>::q_bytes);
+        __syncthreads(); /* every warp is done with the last tile */
+        if (wn > 0) {
+            float *p = scr + ((size_t)(wm * (WN - 1) + wn - 1) * PER) * 32 + lane;
+#pragma unroll
+            for (int dt = 0; dt < D / 8; dt++)
+#pragma unroll
+                for (int i = 0; i < 4; i++) p[(dt * 4 + i) * 32] = oacc[dt][i];
+            p[(D / 2 + 0) * 32] = rmax[0];
+            p[(D / 2 + 1) * 32] = rmax[1];
+            p[(D / 2 + 2) * 32] = rsum[0];
+            p[(D / 2 + 3) * 32] = rsum[1];
+        }
+        __syncthreads();
+        if (wn > 0) return;
+#pragma unroll
+        for (int pw = 0; pw < WN - 1; pw++) {
+            const float *p = scr + ((size_t)(wm * (WN - 1) + pw) * PER) * 32 + lane;
+            float f_self[2], f_peer[2];
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                const float pm = p[(D / 2 + hf) * 32];
+                const float mn = fmaxf(rmax[hf], pm);
+                const float base = mn == -INFINITY ? 0.f : mn;
+                f_self[hf] = exp2f(rmax[hf] - base);
+                f_peer[hf] = exp2f(pm - base);
+                rsum[hf] = rsum[hf] * f_self[hf] + p[(D / 2 + 2 + hf) * 32] * f_peer[hf];
+                rmax[hf] = mn;
+            }
+#pragma unroll
+            for (int dt = 0; dt < D / 8; dt++)
+#pragma unroll
+                for (int i = 0; i < 4; i++)
+                    oacc[dt][i] = oacc[dt][i] * f_self[i >> 1] + p[(dt * 4 + i) * 32] * f_peer[i >> 1];
+        }
+    }
+    /* Epilogue: the quad of lanes sharing a row sums its partial softmax sums. */
+    if (warp_active) {
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+            const uint64_t full = fg_lane_full_mask(32);
+            float l = rsum[hf];
+            l += fg_shfl_xor(full, l, 1);
+            l += fg_shfl_xor(full, l, 2);
+            if (rqtok[hf] < 0) continue; /* padding row past M */
+            const float inv = l > 0.f ? 1.f / l : 0.f;
+            const int heads = a.kv_head_count * a.group;
+            if (rslot[hf] < 0) {
+                uint16_t *o = (uint16_t *)a.o + (int64_t)rqtok[hf] * a.o_stride_token +
+                              (int64_t)rh[hf] * a.o_stride_head;
+#pragma unroll
+                for (int dt = 0; dt < D / 8; dt++) {
+                    const int d = dt * 8 + fg_mma_c_col(lane, 0);
+                    *(uint32_t *)(o + d) =
+                        (uint32_t)fg_from_f32<T>(oacc[dt][2 * hf] * inv) |
+                        ((uint32_t)fg_from_f32<T>(oacc[dt][2 * hf + 1] * inv) << 16);
+                }
+            } else {
+                float *po = a.partial_o + ((size_t)rslot[hf] * heads + rhl[hf]) * a.head_dim_v;
+#pragma unroll
+                for (int dt = 0; dt < D / 8; dt++) {
+                    const int d = dt * 8 + fg_mma_c_col(lane, 0);
+                    *(float2 *)(po + d) = make_float2(oacc[dt][2 * hf] * inv, oacc[dt][2 * hf + 1] * inv);
+                }
+            }
+            if ((lane & 3) == 0)
+                store_lse(a, rqtok[hf], rh[hf], rhl[hf], rslot[hf],
+                          l > 0.f ? rmax[hf] * kLn2 + logf(l) : -INFINITY);
+        }
+    }
+}
+
+template <int T, int D>
+__global__ void __launch_bounds__(kMmaThreads) partial_mma(fg_kernel_args a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    extern __shared__ __align__(16) unsigned char smem[];
+    for (int bt = a.block_task_off[blockIdx.x]; bt < a.block_task_off[blockIdx.x + 1]; ++bt) {
+        const int task = a.block_task[bt];
+        const int item = task / a.kv_head_count, g = task % a.kv_head_count;
+        const int kvh = a.kv_head_begin + g;
+        const int row0 = a.item_row_off[item], nrows = a.item_row_off[item + 1] - row0;
+        const int seg0 = a.item_seg_off[item], nseg = a.item_seg_off[item + 1] - seg0;
+        const int M = nrows * a.group;
+        const int64_t k_head = (int64_t)kvh * a.k_stride_head, v_head = (int64_t)kvh * a.v_stride_head;
+        for (int mb = 0; mb < M;) {
+            const int rows = min(M - mb, kBM);
+            /* head_dim 256 tiles are 32 columns: at most 2 column groups of 16. */
+            const int wn = rows <= 16 && MmaCfg<D>::BN >= 64 ? 4 : rows <= 32 ? 2 : 1;
+            if (wn == 4) {
+                if constexpr (MmaCfg<D>::BN >= 64)
+                    mma_row_block<T, D, 4>(a, smem, row0, M, mb, g, kvh, seg0, nseg, k_head, v_head);
+            } else if (wn == 2) {
+                mma_row_block<T, D, 2>(a, smem, row0, M, mb, g, kvh, seg0, nseg, k_head, v_head);
+            } else {
+                mma_row_block<T, D, 1>(a, smem, row0, M, mb, g, kvh, seg0, nseg, k_head, v_head);
+            }
+            mb += 16 * (4 / wn);
+        }
+    }
+#else
+    (void)a;
+#endif
+}
+#endif /* FG_CUDA */
+
+template <int T, int D> hipError_t launch_partial(const fg_kernel_args *a, int path, hipStream_t s) {
+#if FG_CUDA
+    if (path == FG_PATH_MMA) {
+        partial_mma<T, D><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem, s>>>(*a);
+        return hipGetLastError();
+    }
+#endif
+    (void)path;
+    partial_portable<T, D><<<a->num_blocks, kPortableThreads, 0, s>>>(*a);
+    return hipGetLastError();
+}
+
+template <int T> hipError_t launch_dims(const fg_kernel_args *a, int path, hipStream_t s) {
+    switch (a->head_dim_qk) {
+    case 64: return launch_partial<T, 64>(a, path, s);
+    case 128: return launch_partial<T, 128>(a, path, s);
+    case 256: return launch_partial<T, 256>(a, path, s);
+    default: return hipErrorInvalidValue;
+    }
+}
+
+} /* namespace */
+
+bool fg_kernels_have_mma(int cc_major) {
+#if FG_CUDA
+    return cc_major >= 8;
+#else
+    (void)cc_major;
+    return false; /* MFMA tiles not written yet: AMD runs the portable path */
+#endif
+}
+
+hipError_t fg_kernels_init(bool mma) {
+#if FG_CUDA
+    if (mma) {
+        hipError_t e;
+#define FG_SET_SMEM(T, D)                                                                          \
+    e = hipFuncSetAttribute((const void *)partial_mma<T, D>,                                        \
+                            hipFuncAttributeMaxDynamicSharedMemorySize, (int)MmaCfg<D>::smem);      \
+    if (e != hipSuccess) return e;
+        FG_SET_SMEM(FG_T_F16, 64) FG_SET_SMEM(FG_T_F16, 128) FG_SET_SMEM(FG_T_F16, 256)
+        FG_SET_SMEM(FG_T_BF16, 64) FG_SET_SMEM(FG_T_BF16, 128) FG_SET_SMEM(FG_T_BF16, 256)
+#undef FG_SET_SMEM
+    }
+#else
+    (void)mma;
+#endif
+    return hipSuccess;
+}
+
+hipError_t fg_kernels_occupancy(int head_dim, int path, int *blocks_per_unit) {
+    *blocks_per_unit = 0;
+#if FG_CUDA
+    if (path == FG_PATH_MMA) {
+        switch (head_dim) {
+        case 64: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma<FG_T_F16, 64>, kMmaThreads, MmaCfg<64>::smem);
+        case 128: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma<FG_T_F16, 128>, kMmaThreads, MmaCfg<128>::smem);
+        case 256: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma<FG_T_F16, 256>, kMmaThreads, MmaCfg<256>::smem);
+        default: return hipErrorInvalidValue;
+        }
+    }
+#endif
+    (void)path;
+    switch (head_dim) {
+    case 64: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_portable<FG_T_F16, 64>, kPortableThreads, 0);
+    case 128: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_portable<FG_T_F16, 128>, kPortableThreads, 0);
+    case 256: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_portable<FG_T_F16, 256>, kPortableThreads, 0);
+    default: return hipErrorInvalidValue;
+    }
+}
+
+hipError_t fg_kernels_launch(const fg_kernel_args *a, int path, hipStream_t stream) {
+    hipError_t e = hipSuccess;
+    if (a->num_blocks > 0) {
+        e = a->q_dtype == FG_T_F16 ? launch_dims<FG_T_F16>(a, path, stream)
+                                   : launch_dims<FG_T_BF16>(a, path, stream);
+        if (e != hipSuccess) return e;
+    }
+    if (a->num_slots > 0 && a->num_qtok > 0) {
+        /* One block per q token up to a cap; the kernel strides over the rest. */
+        const int grid = a->num_qtok < 65535 ? a->num_qtok : 65535;
+        if (a->q_dtype == FG_T_F16)
+            merge_states<FG_T_F16><<<grid, kMergeThreads, 0, stream>>>(*a);
+        else
+            merge_states<FG_T_BF16><<<grid, kMergeThreads, 0, stream>>>(*a);
+        e = hipGetLastError();
+    }
+    return e;
+}

@@ -1,0 +1,245 @@
+/*
+ * The GPU backend's function table (src/backend.h) for the CUDA (nvcc) and HIP
+ * (hipcc) builds. run() is what fg_run calls and must be capture-safe: it only
+ * launches, with no allocation, no synchronisation and no attribute changes (those
+ * happen once, in open). Every runtime call is checked; failures become a status and
+ * one sentence naming the call and the runtime's error text.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "compat.h"
+#include "backend.h"
+#include "kernels.h"
+
+namespace {
+
+struct gpu_state {
+    int device;
+    int cc_major, cc_minor;
+    bool mma;           /* the matrix path exists for this device in this build */
+    bool force_portable; /* FG_GPU_KERNEL=portable: debugging and cross-checking the paths */
+};
+
+fg_status fail(char *msg, size_t len, fg_status st, const char *call, hipError_t e) {
+    if (msg && len) snprintf(msg, len, "%s failed: %s (%s).", call, hipGetErrorName(e), hipGetErrorString(e));
+    return st;
+}
+fg_status say(char *msg, size_t len, fg_status st, const char *text) {
+    if (msg && len) snprintf(msg, len, "%s", text);
+    return st;
+}
+#define FG_CHECK(call)                                                                             \
+    do {                                                                                           \
+        hipError_t e_ = (call);                                                                    \
+        if (e_ != hipSuccess) return fail(msg, msg_len, FG_ERR_DEVICE, #call, e_);                 \
+    } while (0)
+
+fg_status gpu_open(int32_t index, fg_device_props *props, void **state, char *msg, size_t msg_len) {
+    int count = 0;
+    hipError_t e = hipGetDeviceCount(&count);
+    if (e == hipErrorNoDevice || e == hipErrorInsufficientDriver || (e == hipSuccess && count == 0)) {
+        (void)hipGetLastError(); /* clear the sticky "no device" so later queries start clean */
+        if (msg && msg_len) snprintf(msg, msg_len, "No GPU device is present (%s).", e == hipSuccess ? "device count is 0" : hipGetErrorString(e));
+        return FG_ERR_NO_DEVICE;
+    }
+    if (e != hipSuccess) return fail(msg, msg_len, FG_ERR_DEVICE, "hipGetDeviceCount", e);
+    if (index < 0 || index >= count) {
+        if (msg && msg_len) snprintf(msg, msg_len, "device_index %d is out of range: %d device(s) present.", (int)index, count);
+        return FG_ERR_INVALID_VALUE;
+    }
+    FG_CHECK(hipSetDevice(index));
+    hipDeviceProp_t p;
+    FG_CHECK(hipGetDeviceProperties(&p, index));
+    memset(props, 0, sizeof *props);
+    snprintf(props->name, sizeof props->name, "%s", p.name);
+#if FG_CUDA
+    snprintf(props->arch, sizeof props->arch, "sm_%d%d", p.major, p.minor);
+#else
+    /* gcnArchName carries target features ("gfx90a:sramecc+:xnack-"): keep the processor. */
+    snprintf(props->arch, sizeof props->arch, "%s", p.gcnArchName);
+    char *colon = strchr(props->arch, ':');
+    if (colon) *colon = '\0';
+#endif
+    props->compute_units = p.multiProcessorCount;
+    props->warp_size = p.warpSize;
+    props->l2_bytes = p.l2CacheSize;
+    props->global_mem_bytes = (int64_t)p.totalGlobalMem;
+#if FG_CUDA
+    props->max_shared_per_block = (int32_t)p.sharedMemPerBlockOptin;
+#else
+    props->max_shared_per_block = (int32_t)p.sharedMemPerBlock; /* no opt-in tier on AMD */
+#endif
+
+    gpu_state *s = (gpu_state *)calloc(1, sizeof *s);
+    if (!s) return say(msg, msg_len, FG_ERR_OUT_OF_MEMORY, "Allocating the GPU backend state failed.");
+    s->device = index;
+    s->cc_major = p.major;
+    s->cc_minor = p.minor;
+    s->mma = fg_kernels_have_mma(p.major);
+    const char *env = getenv("FG_GPU_KERNEL");
+    s->force_portable = env && strcmp(env, "portable") == 0;
+    e = fg_kernels_init(s->mma);
+    if (e != hipSuccess) {
+        free(s);
+        return fail(msg, msg_len, FG_ERR_DEVICE, "hipFuncSetAttribute(MaxDynamicSharedMemorySize)", e);
+    }
+    *state = s;
+    return FG_SUCCESS;
+}
+
+void gpu_close(void *state) { free(state); }
+
+fg_status gpu_supports(void *state, const fg_attn_desc *at, char *msg, size_t msg_len) {
+    (void)state;
+    if (at->q_dtype != FG_DTYPE_FP16 && at->q_dtype != FG_DTYPE_BF16) {
+        if (msg && msg_len) snprintf(msg, msg_len, "q_dtype %d is not supported by the GPU kernels: use FG_DTYPE_FP16 or FG_DTYPE_BF16.", (int)at->q_dtype);
+        return FG_ERR_UNSUPPORTED;
+    }
+    if (at->kv_dtype != at->q_dtype) {
+        if (msg && msg_len) snprintf(msg, msg_len, "kv_dtype %d differs from q_dtype %d: the GPU kernels need them equal.", (int)at->kv_dtype, (int)at->q_dtype);
+        return FG_ERR_UNSUPPORTED;
+    }
+    if (at->head_dim_qk != at->head_dim_v) {
+        if (msg && msg_len) snprintf(msg, msg_len, "head_dim_v %d differs from head_dim_qk %d: the GPU kernels need them equal.", (int)at->head_dim_v, (int)at->head_dim_qk);
+        return FG_ERR_UNSUPPORTED;
+    }
+    if (at->head_dim_qk != 64 && at->head_dim_qk != 128 && at->head_dim_qk != 256) {
+        if (msg && msg_len) snprintf(msg, msg_len, "head_dim_qk %d is not supported by the GPU kernels: use 64, 128 or 256.", (int)at->head_dim_qk);
+        return FG_ERR_UNSUPPORTED;
+    }
+    return FG_SUCCESS;
+}
+
+fg_status gpu_copy(void *state, void *dst, const void *src, size_t bytes, fg_copy_kind kind,
+                   void *stream, char *msg, size_t msg_len) {
+    (void)state;
+    if (bytes == 0) return FG_SUCCESS;
+    const hipMemcpyKind k = kind == FG_COPY_H2D ? hipMemcpyHostToDevice
+                          : kind == FG_COPY_D2H ? hipMemcpyDeviceToHost
+                                                : hipMemcpyDeviceToDevice;
+    FG_CHECK(hipMemcpyAsync(dst, src, bytes, k, (hipStream_t)stream));
+    return FG_SUCCESS;
+}
+
+bool aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
+bool stride16(int64_t elems) { return ((elems * 2) & 15) == 0; }
+
+fg_status gpu_run(void *state, const fg_kernel_args *a, void *stream, char *msg, size_t msg_len) {
+    gpu_state *s = (gpu_state *)state;
+    if ((a->q_dtype != FG_DTYPE_FP16 && a->q_dtype != FG_DTYPE_BF16) || a->kv_dtype != a->q_dtype)
+        return say(msg, msg_len, FG_ERR_UNSUPPORTED, "The GPU kernels run fp16 or bf16 with kv_dtype equal to q_dtype.");
+    if (a->head_dim_qk != a->head_dim_v ||
+        (a->head_dim_qk != 64 && a->head_dim_qk != 128 && a->head_dim_qk != 256))
+        return say(msg, msg_len, FG_ERR_UNSUPPORTED, "The GPU kernels run head_dim_qk == head_dim_v in {64, 128, 256}.");
+    /* The matrix path moves 16-byte chunks of Q, K and V rows and writes O in pairs:
+     * every base and stride must keep those aligned, else take the portable path. */
+    const bool vec_ok = aligned16(a->q) && aligned16(a->k) && aligned16(a->v) && aligned16(a->o) &&
+                        stride16(a->q_stride_token) && stride16(a->q_stride_head) &&
+                        stride16(a->k_stride_page) && stride16(a->k_stride_token) &&
+                        stride16(a->k_stride_head) && stride16(a->v_stride_page) &&
+                        stride16(a->v_stride_token) && stride16(a->v_stride_head) &&
+                        stride16(a->o_stride_token) && stride16(a->o_stride_head);
+    const int path = s->mma && !s->force_portable && vec_ok ? FG_PATH_MMA : FG_PATH_PORTABLE;
+    hipError_t e = fg_kernels_launch(a, path, (hipStream_t)stream);
+    if (e != hipSuccess) return fail(msg, msg_len, FG_ERR_DEVICE, "launching the attention kernels", e);
+    return FG_SUCCESS;
+}
+
+fg_status gpu_alloc(void *state, void **ptr, size_t bytes, char *msg, size_t msg_len) {
+    (void)state;
+    *ptr = NULL;
+    FG_CHECK(hipMalloc(ptr, bytes ? bytes : 1));
+    return FG_SUCCESS;
+}
+fg_status gpu_free(void *state, void *ptr, char *msg, size_t msg_len) {
+    (void)state;
+    if (ptr) FG_CHECK(hipFree(ptr));
+    return FG_SUCCESS;
+}
+fg_status gpu_pinned_alloc(void *state, void **ptr, size_t bytes, char *msg, size_t msg_len) {
+    (void)state;
+    *ptr = NULL;
+    FG_CHECK(hipHostMalloc(ptr, bytes ? bytes : 1, hipHostMallocDefault));
+    return FG_SUCCESS;
+}
+fg_status gpu_pinned_free(void *state, void *ptr, char *msg, size_t msg_len) {
+    (void)state;
+    if (ptr) FG_CHECK(hipHostFree(ptr));
+    return FG_SUCCESS;
+}
+fg_status gpu_sync(void *state, void *stream, char *msg, size_t msg_len) {
+    (void)state;
+    FG_CHECK(hipStreamSynchronize((hipStream_t)stream));
+    /* A kernel fault surfaces here, not at launch: report it as the device error it is. */
+    FG_CHECK(hipGetLastError());
+    return FG_SUCCESS;
+}
+fg_status gpu_memset(void *state, void *ptr, int value, size_t bytes, void *stream, char *msg,
+                     size_t msg_len) {
+    (void)state;
+    FG_CHECK(hipMemsetAsync(ptr, value, bytes, (hipStream_t)stream));
+    return FG_SUCCESS;
+}
+
+fg_status gpu_time_us(void *state, void (*fn)(void *), void *arg, int reps, void *stream,
+                      double *median_us, char *msg, size_t msg_len) {
+    (void)state;
+    if (reps < 1) reps = 1;
+    hipStream_t st = (hipStream_t)stream;
+    hipEvent_t ev[2];
+    FG_CHECK(hipEventCreate(&ev[0]));
+    hipError_t e = hipEventCreate(&ev[1]);
+    if (e != hipSuccess) {
+        (void)hipEventDestroy(ev[0]);
+        return fail(msg, msg_len, FG_ERR_DEVICE, "hipEventCreate", e);
+    }
+    std::vector<double> t;
+    t.reserve((size_t)reps);
+    fn(arg); /* warm-up: module load and first-touch stay out of the numbers */
+    for (int i = 0; i < reps && e == hipSuccess; i++) {
+        float ms = 0.f;
+        if ((e = hipEventRecord(ev[0], st)) != hipSuccess) break;
+        fn(arg);
+        if ((e = hipEventRecord(ev[1], st)) != hipSuccess) break;
+        if ((e = hipEventSynchronize(ev[1])) != hipSuccess) break;
+        if ((e = hipEventElapsedTime(&ms, ev[0], ev[1])) != hipSuccess) break;
+        t.push_back(ms * 1000.0);
+    }
+    if (e == hipSuccess) e = hipGetLastError();
+    (void)hipEventDestroy(ev[0]);
+    (void)hipEventDestroy(ev[1]);
+    if (e != hipSuccess) return fail(msg, msg_len, FG_ERR_DEVICE, "timing with events", e);
+    std::sort(t.begin(), t.end());
+    *median_us = t[t.size() / 2];
+    return FG_SUCCESS;
+}
+
+const fg_backend_ops kOps = {
+#if FG_CUDA
+    "cuda", FG_BACKEND_CUDA,
+#else
+    "hip", FG_BACKEND_HIP,
+#endif
+    gpu_open, gpu_close, gpu_supports, gpu_copy, gpu_run,
+    gpu_alloc, gpu_free, gpu_pinned_alloc, gpu_pinned_free, gpu_sync, gpu_memset, gpu_time_us,
+};
+
+} /* namespace */
+
+extern "C" const fg_backend_ops *fg_gpu_backend_ops(void) { return &kOps; }
+
+/* Resident blocks per SM/CU of the partial kernel, for the cost model and the benchmark
+ * (not in fg_backend_ops yet: see the report). */
+extern "C" int fg_gpu_blocks_per_unit(int head_dim, int matrix_path) {
+    int n = 0;
+    if (fg_kernels_occupancy(head_dim, matrix_path ? FG_PATH_MMA : FG_PATH_PORTABLE, &n) != hipSuccess) {
+        (void)hipGetLastError();
+        return 0;
+    }
+    return n;
+}
