@@ -56,6 +56,12 @@ static const field k_fields[] = {
 };
 #define NFIELDS ((int)(sizeof k_fields / sizeof k_fields[0]))
 
+static int field_index(const char *key) {
+    for (int i = 0; i < NFIELDS; i++)
+        if (!strcmp(k_fields[i].key, key)) return i;
+    return 0;
+}
+
 static void store(fg_cost_params *p, int f, double v, const char *s) {
     const char *k = k_fields[f].key;
     if (!strcmp(k, "device")) snprintf(p->device, sizeof p->device, "%s", s);
@@ -233,11 +239,11 @@ static fg_status parse(const char *path, const char *text, size_t size, fg_cost_
         return fg_fail(FG_ERR_CALIBRATION, "calibration table %s, line %d: no 'end' line (truncated?)", path, line);
     if (p.pad_rows > p.tile_rows || p.pad_kv > p.tile_kv)
         return fg_fail(FG_ERR_CALIBRATION, "calibration table %s, line %d: pad_rows = %d / pad_kv = %d exceed "
-                       "tile_rows = %d / tile_kv = %d", path, seen_line[p.pad_rows > p.tile_rows ? 18 : 19],
+                       "tile_rows = %d / tile_kv = %d", path, seen_line[field_index(p.pad_rows > p.tile_rows ? "pad_rows" : "pad_kv")],
                        p.pad_rows, p.pad_kv, p.tile_rows, p.tile_kv);
     if (p.fma_tflops_f32 > p.mma_tflops_f16 * 4.0)
         return fg_fail(FG_ERR_CALIBRATION, "calibration table %s, line %d: fma_tflops_f32 = %g is more than 4x "
-                       "mma_tflops_f16 = %g (absurd)", path, seen_line[12], p.fma_tflops_f32, p.mma_tflops_f16);
+                       "mma_tflops_f16 = %g (absurd)", path, seen_line[field_index("fma_tflops_f32")], p.fma_tflops_f32, p.mma_tflops_f16);
     *out = p;
     return FG_SUCCESS;
 }

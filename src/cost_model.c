@@ -50,24 +50,26 @@ void fg_cost_defaults(const char *arch, int32_t compute_units, int32_t warp_size
     snprintf(p->arch, sizeof p->arch, "%s", arch);
     p->measured = 0;
     if (strcmp(arch, "cpu") == 0) {
-        /* The CPU backend: one block per thread, ~10 GB/s of DRAM copy for the socket
-         * share we get, ~0.02 TFLOP/s of fp32 FMA per thread once fp16 loads are
-         * converted (estimated on a 2-core CI machine; forgeattn-calibrate measures). */
+        /* The CPU backend: one block per thread. Measured by forgeattn-calibrate on the
+         * 2-core CI machine: ~20 GB/s memcpy (read + write), but the kernel ingests KV at
+         * only ~0.45 GB/s per thread (fp16 -> fp32 conversion and the K transpose), and
+         * computes ~0.008 TFLOP/s per thread. Its score loop always spans a whole 64-token
+         * tile: pad_kv = 64. */
         int32_t t = compute_units > 0 ? compute_units : 1;
         snprintf(p->device, sizeof p->device, "cpu (estimated)");
         p->compute_units = t;
         p->blocks_per_unit = 1;
         p->warp_size = 1;
-        p->copy_gbs = 10.0;
-        p->gather_eff = 0.9;
-        p->mma_tflops_f16 = 0.02 * t;
-        p->fma_tflops_f32 = 0.02 * t;
-        p->task_fixed_us = 0.5;
+        p->copy_gbs = 20.0;
+        p->gather_eff = 0.45 * t / p->copy_gbs < 1.0 ? 0.45 * t / p->copy_gbs : 1.0;
+        p->mma_tflops_f16 = 0.008 * t;
+        p->fma_tflops_f32 = 0.008 * t;
+        p->task_fixed_us = 2.0;
         p->launch_us = 2.0;
         p->tile_kv = 64;
         p->tile_rows = 64;
         p->pad_rows = 1;
-        p->pad_kv = 1;
+        p->pad_kv = 64;
     } else {
         const arch_defaults *d = NULL;
         for (size_t i = 0; i < sizeof k_defaults / sizeof k_defaults[0]; i++)

@@ -57,14 +57,17 @@ static void improve(const double *cost, int32_t num_tasks, int32_t num_blocks, i
         if (head[b] >= 0) prev[head[b]] = t;
         head[b] = t;
     }
-    int64_t budget = 400000; /* pair checks */
+    /* pair checks: proportional to the task count, so planning stays in microseconds */
+    int64_t budget = 4 * (int64_t)num_tasks + 4 * (int64_t)num_blocks + 4096;
     for (int iter = 0; iter < 4 * num_blocks && budget > 0; iter++) {
         int32_t M = 0, m = 0;
+        budget -= num_blocks;
         for (int32_t b = 1; b < num_blocks; b++) {
             if (load[b] > load[M]) M = b;
             if (load[b] < load[m]) m = b;
         }
-        if (load[M] <= lower_bound * (1.0 + 1e-9)) break;
+        /* within 1% of a bound no schedule beats: further passes are not worth their time */
+        if (load[M] <= lower_bound * 1.01) break;
         double best = load[M];
         int32_t ba = -1, bc = -1, bb = -1;
         for (int32_t a = head[M]; a >= 0; a = next[a]) {
