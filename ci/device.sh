@@ -103,7 +103,7 @@ if [ $SANITIZE = 1 ] && [ -n "$GPU_TESTS" ]; then
   for tool in memcheck racecheck; do
     for args in "random fp16" "random bf16" "portable mixed" "edges" "graph"; do
       log="$LOGDIR/san-$tool-${args// /-}.log"
-      FGT_GPU_BATCHES=6 timeout 300 "$CS" --tool "$tool" --error-exitcode 9 "$GPU_TESTS" $args >"$log" 2>&1
+      FGT_GPU_BATCHES=4 timeout 100 "$CS" --tool "$tool" --error-exitcode 9 "$GPU_TESTS" $args >"$log" 2>&1
       rc=$?
       errs=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$log" | tail -1)
       echo "sanitize $tool [$args]: rc=$rc $errs"

@@ -219,20 +219,12 @@ __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32
             : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-/* One row block of a task: 16 * (4 / WN) query rows; the 4 warps form (4 / WN) row
- * groups x WN column groups. Decode rows are few (M = group heads of one q token), so
- * with WN > 1 the warps split each KV tile's columns instead of idling, and merge
- * their softmax states at the end. */
-/* Not inlined: each column split gets its own register allocation (inlined together
- * they spill). */
-template <int T, int D, int WN>
-__device__ __noinline__ void mma_row_block(const fg_kernel_args &a, unsigned char *smem, int row0, int M,
-                                              int mb, int g, int kvh, int seg0, int nseg, int64_t k_head,
-                                              int64_t v_head) {
+template <int T, int D>
+__global__ void __launch_bounds__(kMmaThreads) partial_mma(fg_kernel_args a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     using C = MmaCfg<D>;
     constexpr int BN = C::BN, CPR = C::CPR, RPP = C::RPP;
-    constexpr int WM = 4 / WN, BMe = 16 * WM, NC = BN / WN; /* NC: columns per warp */
-    static_assert(NC % 16 == 0, "a warp's column slice must hold whole k16 steps");
+    extern __shared__ __align__(16) unsigned char smem[];
     uint16_t *Qs = (uint16_t *)smem;
     uint16_t *Ks = (uint16_t *)(smem + C::q_bytes);
     uint16_t *Vs = (uint16_t *)(smem + C::q_bytes + C::kv_bytes);
@@ -244,279 +236,14 @@ __device__ __noinline__ void mma_row_block(const fg_kernel_args &a, unsigned cha
     int *seg_beg = seg_src + kSegCap;
     int *seg_lo = seg_beg + kSegCap;
     int *seg_hi = seg_lo + kSegCap;
+
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-    const int wm = warp % WM, wn = warp / WM, c0 = wn * NC;
     const uint16_t *q = (const uint16_t *)a.q;
     const uint16_t *k = (const uint16_t *)a.k;
     const uint16_t *v = (const uint16_t *)a.v;
     const float sl2 = a.scale * kLog2e;
     const int lchunk = tid % CPR, lrow0 = tid / CPR;
-    __syncthreads(); /* the previous row block's readers of Qs (and combine scratch) are done */
-    for (int i = tid; i < BMe * CPR; i += kMmaThreads) {
-        const int r = i / CPR, c = i % CPR, m = mb + r;
-        fg_vec16 val = make_uint4(0u, 0u, 0u, 0u);
-        if (m < M) {
-            const int qtok = a.row[row0 + m / a.group].qtok;
-            const int h = kvh * a.group + m % a.group;
-            val = *(const fg_vec16 *)(q + (int64_t)qtok * a.q_stride_token +
-                                      (int64_t)h * a.q_stride_head + c * 8);
-        }
-        *(fg_vec16 *)(Qs + r * D + fg_swizzle_chunk(r, c) * 8) = val;
-    }
-    /* This thread's two accumulator rows (lane/4 and lane/4 + 8 of its warp). */
-    int rrank[2], rlim[2], rslot[2], rqtok[2], rh[2], rhl[2];
-#pragma unroll
-    for (int hf = 0; hf < 2; hf++) {
-        const int m = mb + wm * 16 + (lane >> 2) + 8 * hf;
-        if (m < M) {
-            const fg_row r = a.row[row0 + m / a.group];
-            rrank[hf] = r.rank;
-            rlim[hf] = r.limit;
-            rslot[hf] = r.slot;
-            rqtok[hf] = r.qtok;
-            rh[hf] = kvh * a.group + m % a.group;
-            rhl[hf] = g * a.group + m % a.group;
-        } else {
-            rrank[hf] = INT_MIN; /* outside every segment's rank range */
-            rlim[hf] = 0;
-            rslot[hf] = rqtok[hf] = rh[hf] = rhl[hf] = -1;
-        }
-    }
-    const bool warp_active = mb + wm * 16 < M;
-    float oacc[D / 8][4];
-#pragma unroll
-    for (int i = 0; i < D / 8; i++) oacc[i][0] = oacc[i][1] = oacc[i][2] = oacc[i][3] = 0.f;
-    float rmax[2] = {-INFINITY, -INFINITY}, rsum[2] = {0.f, 0.f};
 
-    for (int sc = 0; sc < nseg; sc += kSegCap) {
-        const int ns = min(kSegCap, nseg - sc);
-        __syncthreads(); /* the previous chunk's tiles and segment table are consumed */
-        if (tid < ns) {
-            const fg_seg sg = a.seg[seg0 + sc + tid];
-            seg_src[tid] = sg.src_req;
-            seg_beg[tid] = sg.kv_begin;
-            seg_lo[tid] = sg.rank_lo;
-            seg_hi[tid] = sg.rank_hi;
-            seg_cum[tid + 1] = sg.kv_end - sg.kv_begin;
-        }
-        __syncthreads();
-        if (tid == 0) {
-            int acc = 0;
-            seg_cum[0] = 0;
-            for (int i = 1; i <= ns; i++) { acc += seg_cum[i]; seg_cum[i] = acc; }
-        }
-        __syncthreads();
-        const int L = seg_cum[ns];
-        const int ntiles = (L + BN - 1) / BN;
-
-        /* Gather one tile of the concatenated segment stream into stage st. Each
-         * thread copies one 16-byte chunk of several token rows; a row's chunks are
-         * consecutive threads, so each token's K (and V) row is one coalesced run. */
-        auto load_tile = [&](int t, int st) {
-            uint16_t *kd = Ks + st * BN * D, *vd = Vs + st * BN * D;
-#pragma unroll
-            for (int r = lrow0; r < BN; r += RPP) {
-                const int idx = t * BN + r;
-                const uint16_t *kp = k, *vp = v;
-                int bytes = 0;
-                if (idx < L) {
-                    int lo = 0, hi = ns;
-                    while (hi - lo > 1) {
-                        const int mid = (lo + hi) >> 1;
-                        if (seg_cum[mid] <= idx) lo = mid; else hi = mid;
-                    }
-                    const int p = seg_beg[lo] + idx - seg_cum[lo];
-                    const int64_t pg = a.page[a.page_off[seg_src[lo]] + p / a.page_size];
-                    const int64_t slot = p % a.page_size;
-                    kp = k + pg * a.k_stride_page + slot * a.k_stride_token + k_head + lchunk * 8;
-                    vp = v + pg * a.v_stride_page + slot * a.v_stride_token + v_head + lchunk * 8;
-                    bytes = 16;
-                    if (lchunk == 0) {
-                        meta_pos[st * BN + r] = p;
-                        meta_lo[st * BN + r] = seg_lo[lo];
-                        meta_hi[st * BN + r] = seg_hi[lo];
-                    }
-                } else if (lchunk == 0) {
-                    meta_pos[st * BN + r] = INT_MAX;
-                    meta_lo[st * BN + r] = INT_MAX;
-                    meta_hi[st * BN + r] = INT_MIN;
-                }
-                const int off = r * D + fg_swizzle_chunk(r, lchunk) * 8;
-                fg_cp_async16(kd + off, kp, bytes);
-                fg_cp_async16(vd + off, vp, bytes);
-            }
-            fg_cp_async_commit();
-        };
-
-        if (ntiles > 0) load_tile(0, 0);
-        for (int t = 0; t < ntiles; ++t) {
-            const int st = t & 1;
-            fg_cp_async_wait<0>();
-            __syncthreads(); /* tile t visible to all; stage st^1 no longer read */
-            if (t + 1 < ntiles) load_tile(t + 1, st ^ 1);
-            if (!warp_active) continue;
-
-            const uint16_t *kt = Ks + st * BN * D, *vt = Vs + st * BN * D;
-            float sacc[NC / 8][4];
-#pragma unroll
-            for (int i = 0; i < NC / 8; i++) sacc[i][0] = sacc[i][1] = sacc[i][2] = sacc[i][3] = 0.f;
-#pragma unroll
-            for (int ks = 0; ks < D / 16; ks++) {
-                uint32_t af[4];
-                const int qr = wm * 16 + fg_ldm_a_row(lane);
-                ldsm_x4(af, Qs + qr * D + fg_swizzle_chunk(qr, 2 * ks + fg_ldm_a_chunk(lane)) * 8);
-#pragma unroll
-                for (int np = 0; np < NC / 16; np++) {
-                    uint32_t bf[4];
-                    const int kr = c0 + np * 16 + fg_ldm_bk_row(lane);
-                    ldsm_x4(bf, kt + kr * D + fg_swizzle_chunk(kr, 2 * ks + fg_ldm_bk_chunk(lane)) * 8);
-                    mma16816<T>(sacc[2 * np], af, bf[0], bf[1]);
-                    mma16816<T>(sacc[2 * np + 1], af, bf[2], bf[3]);
-                }
-            }
-            /* Mask (segment rank range, causal limit, past the stream's end) and
-             * the online-softmax update, per accumulator row. */
-            float tmax[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-            for (int nt = 0; nt < NC / 8; nt++)
-#pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    const int col = c0 + nt * 8 + fg_mma_c_col(lane, i), hf = i >> 1;
-                    const int pos = meta_pos[st * BN + col];
-                    const bool vis = meta_lo[st * BN + col] <= rrank[hf] &&
-                                     rrank[hf] < meta_hi[st * BN + col] && pos < rlim[hf];
-                    const float s = vis ? sacc[nt][i] * sl2 : -INFINITY;
-                    sacc[nt][i] = s;
-                    tmax[hf] = fmaxf(tmax[hf], s);
-                }
-            float alpha[2], base[2];
-#pragma unroll
-            for (int hf = 0; hf < 2; hf++) {
-                const uint64_t full = fg_lane_full_mask(32);
-                tmax[hf] = fmaxf(tmax[hf], fg_shfl_xor(full, tmax[hf], 1));
-                tmax[hf] = fmaxf(tmax[hf], fg_shfl_xor(full, tmax[hf], 2));
-                const float mn = fmaxf(rmax[hf], tmax[hf]);
-                base[hf] = mn == -INFINITY ? 0.f : mn; /* no key yet: avoid -inf - -inf */
-                alpha[hf] = exp2f(rmax[hf] - base[hf]);
-                rmax[hf] = mn;
-                rsum[hf] *= alpha[hf];
-            }
-#pragma unroll
-            for (int nt = 0; nt < NC / 8; nt++)
-#pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    const float p = exp2f(sacc[nt][i] - base[i >> 1]);
-                    sacc[nt][i] = p;
-                    rsum[i >> 1] += p;
-                }
-#pragma unroll
-            for (int dt = 0; dt < D / 8; dt++) {
-                oacc[dt][0] *= alpha[0];
-                oacc[dt][1] *= alpha[0];
-                oacc[dt][2] *= alpha[1];
-                oacc[dt][3] *= alpha[1];
-            }
-            /* The S accumulator layout of two n8 tiles is the A fragment of one k16 step. */
-#pragma unroll
-            for (int kk = 0; kk < NC / 16; kk++) {
-                uint32_t pf[4];
-                pf[0] = fg_pack2<T>(sacc[2 * kk][0], sacc[2 * kk][1]);
-                pf[1] = fg_pack2<T>(sacc[2 * kk][2], sacc[2 * kk][3]);
-                pf[2] = fg_pack2<T>(sacc[2 * kk + 1][0], sacc[2 * kk + 1][1]);
-                pf[3] = fg_pack2<T>(sacc[2 * kk + 1][2], sacc[2 * kk + 1][3]);
-#pragma unroll
-                for (int dp = 0; dp < D / 16; dp++) {
-                    uint32_t bf[4];
-                    const int vr = c0 + kk * 16 + fg_ldm_bv_row(lane);
-                    ldsm_x4_trans(bf, vt + vr * D + fg_swizzle_chunk(vr, 2 * dp + fg_ldm_bv_chunk(lane)) * 8);
-                    mma16816<T>(oacc[2 * dp], pf, bf[0], bf[1]);
-                    mma16816<T>(oacc[2 * dp + 1], pf, bf[2], bf[3]);
-                }
-            }
-        }
-    }
-
-    if (WN > 1) {
-        /* Warps that split the tile's columns merge their states through shared memory
-         * (the KV stages are free now). Same lane layout in every warp: lane l of warp
-         * wn = 0 combines lane l of its peers, no shuffles. */
-        constexpr int PER = D / 2 + 4;
-        float *scr = (float *)(smem + MmaCfg<D>::q_bytes);
-        __syncthreads(); /* every warp is done with the last tile */
-        if (wn > 0) {
-            float *p = scr + ((size_t)(wm * (WN - 1) + wn - 1) * PER) * 32 + lane;
-#pragma unroll
-            for (int dt = 0; dt < D / 8; dt++)
-#pragma unroll
-                for (int i = 0; i < 4; i++) p[(dt * 4 + i) * 32] = oacc[dt][i];
-            p[(D / 2 + 0) * 32] = rmax[0];
-            p[(D / 2 + 1) * 32] = rmax[1];
-            p[(D / 2 + 2) * 32] = rsum[0];
-            p[(D / 2 + 3) * 32] = rsum[1];
-        }
-        __syncthreads();
-        if (wn > 0) return;
-#pragma unroll
-        for (int pw = 0; pw < WN - 1; pw++) {
-            const float *p = scr + ((size_t)(wm * (WN - 1) + pw) * PER) * 32 + lane;
-            float f_self[2], f_peer[2];
-#pragma unroll
-            for (int hf = 0; hf < 2; hf++) {
-                const float pm = p[(D / 2 + hf) * 32];
-                const float mn = fmaxf(rmax[hf], pm);
-                const float base = mn == -INFINITY ? 0.f : mn;
-                f_self[hf] = exp2f(rmax[hf] - base);
-                f_peer[hf] = exp2f(pm - base);
-                rsum[hf] = rsum[hf] * f_self[hf] + p[(D / 2 + 2 + hf) * 32] * f_peer[hf];
-                rmax[hf] = mn;
-            }
-#pragma unroll
-            for (int dt = 0; dt < D / 8; dt++)
-#pragma unroll
-                for (int i = 0; i < 4; i++)
-                    oacc[dt][i] = oacc[dt][i] * f_self[i >> 1] + p[(dt * 4 + i) * 32] * f_peer[i >> 1];
-        }
-    }
-    /* Epilogue: the quad of lanes sharing a row sums its partial softmax sums. */
-    if (warp_active) {
-#pragma unroll
-        for (int hf = 0; hf < 2; hf++) {
-            const uint64_t full = fg_lane_full_mask(32);
-            float l = rsum[hf];
-            l += fg_shfl_xor(full, l, 1);
-            l += fg_shfl_xor(full, l, 2);
-            if (rqtok[hf] < 0) continue; /* padding row past M */
-            const float inv = l > 0.f ? 1.f / l : 0.f;
-            const int heads = a.kv_head_count * a.group;
-            if (rslot[hf] < 0) {
-                uint16_t *o = (uint16_t *)a.o + (int64_t)rqtok[hf] * a.o_stride_token +
-                              (int64_t)rh[hf] * a.o_stride_head;
-#pragma unroll
-                for (int dt = 0; dt < D / 8; dt++) {
-                    const int d = dt * 8 + fg_mma_c_col(lane, 0);
-                    *(uint32_t *)(o + d) =
-                        (uint32_t)fg_from_f32<T>(oacc[dt][2 * hf] * inv) |
-                        ((uint32_t)fg_from_f32<T>(oacc[dt][2 * hf + 1] * inv) << 16);
-                }
-            } else {
-                float *po = a.partial_o + ((size_t)rslot[hf] * heads + rhl[hf]) * a.head_dim_v;
-#pragma unroll
-                for (int dt = 0; dt < D / 8; dt++) {
-                    const int d = dt * 8 + fg_mma_c_col(lane, 0);
-                    *(float2 *)(po + d) = make_float2(oacc[dt][2 * hf] * inv, oacc[dt][2 * hf + 1] * inv);
-                }
-            }
-            if ((lane & 3) == 0)
-                store_lse(a, rqtok[hf], rh[hf], rhl[hf], rslot[hf],
-                          l > 0.f ? rmax[hf] * kLn2 + logf(l) : -INFINITY);
-        }
-    }
-}
-
-template <int T, int D>
-__global__ void __launch_bounds__(kMmaThreads) partial_mma(fg_kernel_args a) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    extern __shared__ __align__(16) unsigned char smem[];
     for (int bt = a.block_task_off[blockIdx.x]; bt < a.block_task_off[blockIdx.x + 1]; ++bt) {
         const int task = a.block_task[bt];
         const int item = task / a.kv_head_count, g = task % a.kv_head_count;
@@ -525,19 +252,227 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma(fg_kernel_args a) {
         const int seg0 = a.item_seg_off[item], nseg = a.item_seg_off[item + 1] - seg0;
         const int M = nrows * a.group;
         const int64_t k_head = (int64_t)kvh * a.k_stride_head, v_head = (int64_t)kvh * a.v_stride_head;
-        for (int mb = 0; mb < M;) {
-            const int rows = min(M - mb, kBM);
-            /* head_dim 256 tiles are 32 columns: at most 2 column groups of 16. */
-            const int wn = rows <= 16 && MmaCfg<D>::BN >= 64 ? 4 : rows <= 32 ? 2 : 1;
-            if (wn == 4) {
-                if constexpr (MmaCfg<D>::BN >= 64)
-                    mma_row_block<T, D, 4>(a, smem, row0, M, mb, g, kvh, seg0, nseg, k_head, v_head);
-            } else if (wn == 2) {
-                mma_row_block<T, D, 2>(a, smem, row0, M, mb, g, kvh, seg0, nseg, k_head, v_head);
-            } else {
-                mma_row_block<T, D, 1>(a, smem, row0, M, mb, g, kvh, seg0, nseg, k_head, v_head);
+
+        for (int mb = 0; mb < M; mb += kBM) {
+            __syncthreads(); /* the previous row block's readers of Qs are done */
+            for (int i = tid; i < kBM * CPR; i += kMmaThreads) {
+                const int r = i / CPR, c = i % CPR, m = mb + r;
+                fg_vec16 val = make_uint4(0u, 0u, 0u, 0u);
+                if (m < M) {
+                    const int qtok = a.row[row0 + m / a.group].qtok;
+                    const int h = kvh * a.group + m % a.group;
+                    val = *(const fg_vec16 *)(q + (int64_t)qtok * a.q_stride_token +
+                                              (int64_t)h * a.q_stride_head + c * 8);
+                }
+                *(fg_vec16 *)(Qs + r * D + fg_swizzle_chunk(r, c) * 8) = val;
             }
-            mb += 16 * (4 / wn);
+            /* This thread's two accumulator rows (lane/4 and lane/4 + 8 of its warp). */
+            int rrank[2], rlim[2], rslot[2], rqtok[2], rh[2], rhl[2];
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                const int m = mb + warp * 16 + (lane >> 2) + 8 * hf;
+                if (m < M) {
+                    const fg_row r = a.row[row0 + m / a.group];
+                    rrank[hf] = r.rank;
+                    rlim[hf] = r.limit;
+                    rslot[hf] = r.slot;
+                    rqtok[hf] = r.qtok;
+                    rh[hf] = kvh * a.group + m % a.group;
+                    rhl[hf] = g * a.group + m % a.group;
+                } else {
+                    rrank[hf] = INT_MIN; /* outside every segment's rank range */
+                    rlim[hf] = 0;
+                    rslot[hf] = rqtok[hf] = rh[hf] = rhl[hf] = -1;
+                }
+            }
+            const bool warp_active = mb + warp * 16 < M;
+            float oacc[D / 8][4];
+#pragma unroll
+            for (int i = 0; i < D / 8; i++) oacc[i][0] = oacc[i][1] = oacc[i][2] = oacc[i][3] = 0.f;
+            float rmax[2] = {-INFINITY, -INFINITY}, rsum[2] = {0.f, 0.f};
+
+            for (int sc = 0; sc < nseg; sc += kSegCap) {
+                const int ns = min(kSegCap, nseg - sc);
+                __syncthreads(); /* the previous chunk's tiles and segment table are consumed */
+                if (tid < ns) {
+                    const fg_seg sg = a.seg[seg0 + sc + tid];
+                    seg_src[tid] = sg.src_req;
+                    seg_beg[tid] = sg.kv_begin;
+                    seg_lo[tid] = sg.rank_lo;
+                    seg_hi[tid] = sg.rank_hi;
+                    seg_cum[tid + 1] = sg.kv_end - sg.kv_begin;
+                }
+                __syncthreads();
+                if (tid == 0) {
+                    int acc = 0;
+                    seg_cum[0] = 0;
+                    for (int i = 1; i <= ns; i++) { acc += seg_cum[i]; seg_cum[i] = acc; }
+                }
+                __syncthreads();
+                const int L = seg_cum[ns];
+                const int ntiles = (L + BN - 1) / BN;
+
+                /* Gather one tile of the concatenated segment stream into stage st. Each
+                 * thread copies one 16-byte chunk of several token rows; a row's chunks are
+                 * consecutive threads, so each token's K (and V) row is one coalesced run. */
+                auto load_tile = [&](int t, int st) {
+                    uint16_t *kd = Ks + st * BN * D, *vd = Vs + st * BN * D;
+#pragma unroll
+                    for (int r = lrow0; r < BN; r += RPP) {
+                        const int idx = t * BN + r;
+                        const uint16_t *kp = k, *vp = v;
+                        int bytes = 0;
+                        if (idx < L) {
+                            int lo = 0, hi = ns;
+                            while (hi - lo > 1) {
+                                const int mid = (lo + hi) >> 1;
+                                if (seg_cum[mid] <= idx) lo = mid; else hi = mid;
+                            }
+                            const int p = seg_beg[lo] + idx - seg_cum[lo];
+                            const int64_t pg = a.page[a.page_off[seg_src[lo]] + p / a.page_size];
+                            const int64_t slot = p % a.page_size;
+                            kp = k + pg * a.k_stride_page + slot * a.k_stride_token + k_head + lchunk * 8;
+                            vp = v + pg * a.v_stride_page + slot * a.v_stride_token + v_head + lchunk * 8;
+                            bytes = 16;
+                            if (lchunk == 0) {
+                                meta_pos[st * BN + r] = p;
+                                meta_lo[st * BN + r] = seg_lo[lo];
+                                meta_hi[st * BN + r] = seg_hi[lo];
+                            }
+                        } else if (lchunk == 0) {
+                            meta_pos[st * BN + r] = INT_MAX;
+                            meta_lo[st * BN + r] = INT_MAX;
+                            meta_hi[st * BN + r] = INT_MIN;
+                        }
+                        const int off = r * D + fg_swizzle_chunk(r, lchunk) * 8;
+                        fg_cp_async16(kd + off, kp, bytes);
+                        fg_cp_async16(vd + off, vp, bytes);
+                    }
+                    fg_cp_async_commit();
+                };
+
+                if (ntiles > 0) load_tile(0, 0);
+                for (int t = 0; t < ntiles; ++t) {
+                    const int st = t & 1;
+                    fg_cp_async_wait<0>();
+                    __syncthreads(); /* tile t visible to all; stage st^1 no longer read */
+                    if (t + 1 < ntiles) load_tile(t + 1, st ^ 1);
+                    if (!warp_active) continue;
+
+                    const uint16_t *kt = Ks + st * BN * D, *vt = Vs + st * BN * D;
+                    float sacc[BN / 8][4];
+#pragma unroll
+                    for (int i = 0; i < BN / 8; i++) sacc[i][0] = sacc[i][1] = sacc[i][2] = sacc[i][3] = 0.f;
+#pragma unroll
+                    for (int ks = 0; ks < D / 16; ks++) {
+                        uint32_t af[4];
+                        const int qr = warp * 16 + fg_ldm_a_row(lane);
+                        ldsm_x4(af, Qs + qr * D + fg_swizzle_chunk(qr, 2 * ks + fg_ldm_a_chunk(lane)) * 8);
+#pragma unroll
+                        for (int np = 0; np < BN / 16; np++) {
+                            uint32_t bf[4];
+                            const int kr = np * 16 + fg_ldm_bk_row(lane);
+                            ldsm_x4(bf, kt + kr * D + fg_swizzle_chunk(kr, 2 * ks + fg_ldm_bk_chunk(lane)) * 8);
+                            mma16816<T>(sacc[2 * np], af, bf[0], bf[1]);
+                            mma16816<T>(sacc[2 * np + 1], af, bf[2], bf[3]);
+                        }
+                    }
+                    /* Mask (segment rank range, causal limit, past the stream's end) and
+                     * the online-softmax update, per accumulator row. */
+                    float tmax[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+                    for (int nt = 0; nt < BN / 8; nt++)
+#pragma unroll
+                        for (int i = 0; i < 4; i++) {
+                            const int col = nt * 8 + fg_mma_c_col(lane, i), hf = i >> 1;
+                            const int pos = meta_pos[st * BN + col];
+                            const bool vis = meta_lo[st * BN + col] <= rrank[hf] &&
+                                             rrank[hf] < meta_hi[st * BN + col] && pos < rlim[hf];
+                            const float s = vis ? sacc[nt][i] * sl2 : -INFINITY;
+                            sacc[nt][i] = s;
+                            tmax[hf] = fmaxf(tmax[hf], s);
+                        }
+                    float alpha[2], base[2];
+#pragma unroll
+                    for (int hf = 0; hf < 2; hf++) {
+                        const uint64_t full = fg_lane_full_mask(32);
+                        tmax[hf] = fmaxf(tmax[hf], fg_shfl_xor(full, tmax[hf], 1));
+                        tmax[hf] = fmaxf(tmax[hf], fg_shfl_xor(full, tmax[hf], 2));
+                        const float mn = fmaxf(rmax[hf], tmax[hf]);
+                        base[hf] = mn == -INFINITY ? 0.f : mn; /* no key yet: avoid -inf - -inf */
+                        alpha[hf] = exp2f(rmax[hf] - base[hf]);
+                        rmax[hf] = mn;
+                        rsum[hf] *= alpha[hf];
+                    }
+#pragma unroll
+                    for (int nt = 0; nt < BN / 8; nt++)
+#pragma unroll
+                        for (int i = 0; i < 4; i++) {
+                            const float p = exp2f(sacc[nt][i] - base[i >> 1]);
+                            sacc[nt][i] = p;
+                            rsum[i >> 1] += p;
+                        }
+#pragma unroll
+                    for (int dt = 0; dt < D / 8; dt++) {
+                        oacc[dt][0] *= alpha[0];
+                        oacc[dt][1] *= alpha[0];
+                        oacc[dt][2] *= alpha[1];
+                        oacc[dt][3] *= alpha[1];
+                    }
+                    /* The S accumulator layout of two n8 tiles is the A fragment of one k16 step. */
+#pragma unroll
+                    for (int kk = 0; kk < BN / 16; kk++) {
+                        uint32_t pf[4];
+                        pf[0] = fg_pack2<T>(sacc[2 * kk][0], sacc[2 * kk][1]);
+                        pf[1] = fg_pack2<T>(sacc[2 * kk][2], sacc[2 * kk][3]);
+                        pf[2] = fg_pack2<T>(sacc[2 * kk + 1][0], sacc[2 * kk + 1][1]);
+                        pf[3] = fg_pack2<T>(sacc[2 * kk + 1][2], sacc[2 * kk + 1][3]);
+#pragma unroll
+                        for (int dp = 0; dp < D / 16; dp++) {
+                            uint32_t bf[4];
+                            const int vr = kk * 16 + fg_ldm_bv_row(lane);
+                            ldsm_x4_trans(bf, vt + vr * D + fg_swizzle_chunk(vr, 2 * dp + fg_ldm_bv_chunk(lane)) * 8);
+                            mma16816<T>(oacc[2 * dp], pf, bf[0], bf[1]);
+                            mma16816<T>(oacc[2 * dp + 1], pf, bf[2], bf[3]);
+                        }
+                    }
+                }
+            }
+
+            /* Epilogue: the quad of lanes sharing a row sums its partial softmax sums. */
+            if (warp_active) {
+#pragma unroll
+                for (int hf = 0; hf < 2; hf++) {
+                    const uint64_t full = fg_lane_full_mask(32);
+                    float l = rsum[hf];
+                    l += fg_shfl_xor(full, l, 1);
+                    l += fg_shfl_xor(full, l, 2);
+                    if (rqtok[hf] < 0) continue; /* padding row past M */
+                    const float inv = l > 0.f ? 1.f / l : 0.f;
+                    const int heads = a.kv_head_count * a.group;
+                    if (rslot[hf] < 0) {
+                        uint16_t *o = (uint16_t *)a.o + (int64_t)rqtok[hf] * a.o_stride_token +
+                                      (int64_t)rh[hf] * a.o_stride_head;
+#pragma unroll
+                        for (int dt = 0; dt < D / 8; dt++) {
+                            const int d = dt * 8 + fg_mma_c_col(lane, 0);
+                            *(uint32_t *)(o + d) =
+                                (uint32_t)fg_from_f32<T>(oacc[dt][2 * hf] * inv) |
+                                ((uint32_t)fg_from_f32<T>(oacc[dt][2 * hf + 1] * inv) << 16);
+                        }
+                    } else {
+                        float *po = a.partial_o + ((size_t)rslot[hf] * heads + rhl[hf]) * a.head_dim_v;
+#pragma unroll
+                        for (int dt = 0; dt < D / 8; dt++) {
+                            const int d = dt * 8 + fg_mma_c_col(lane, 0);
+                            *(float2 *)(po + d) = make_float2(oacc[dt][2 * hf] * inv, oacc[dt][2 * hf + 1] * inv);
+                        }
+                    }
+                    if ((lane & 3) == 0)
+                        store_lse(a, rqtok[hf], rh[hf], rhl[hf], rslot[hf],
+                                  l > 0.f ? rmax[hf] * kLn2 + logf(l) : -INFINITY);
+                }
+            }
         }
     }
 #else
