@@ -914,7 +914,7 @@ int main(int argc, char **argv) {
     char cold[256];
     if (env.gpu)
         snprintf(cold, sizeof cold, "GPU cold L2: each timed call reads the next of C copies of the "
-                 "KV cache (C per row below; L2 %.1f MB)", env.ctx->props.l2_bytes / 1e6);
+                 "KV cache (C per row: JSON kv_copies; L2 %.1f MB)", env.ctx->props.l2_bytes / 1e6);
     else {
         /* Other processes on the same cores skew wall-clock times: say how busy it was. */
         char load[64] = "?";
@@ -984,8 +984,9 @@ int main(int argc, char **argv) {
         run_workload(&env, &opt, &k_workloads[w], &rows[n]);
         row_result *r = &rows[n];
         if (!r->check_ok) failed++;
-        fprintf(stderr, "forgeattn-bench: %s done in %.1f s: shared %.1f us, non-shared %.1f us, %s\n",
-                r->id, (now_us() - t0) * 1e-6, r->shared_us, r->nonshared_us, r->check_ok ? "PASS" : "FAIL");
+        fprintf(stderr, "forgeattn-bench: %s done in %.1f s: shared %.1f us, non-shared %.1f us, "
+                "%d KV cop%s, %s\n", r->id, (now_us() - t0) * 1e-6, r->shared_us, r->nonshared_us,
+                r->copies, r->copies == 1 ? "y" : "ies", r->check_ok ? "PASS" : "FAIL");
         if (js) {
             fprintf(js, "{\"record\":\"row\",\"workload\":\"%s\",\"what\":", r->id);
             json_str(js, r->what ? r->what : "");
