@@ -233,7 +233,9 @@ typedef struct fg_plan_stats {
     int32_t num_partials;         /**< partial-state rows (per head group) */
     int32_t sharing_used;         /**< 1: shared-prefix plan; 0: plain split-KV */
     double predicted_us;          /**< cost model's estimate of the chosen plan */
-    double predicted_nonshared_us;/**< cost model's estimate without sharing */
+    double predicted_nonshared_us;/**< cost model's estimate without sharing; where the plain
+                                       plan provably cannot win it is not built and this is
+                                       a lower bound of its estimate */
     double predicted_floor_us;    /**< max(bytes / bandwidth, flops / matrix rate) */
     double imbalance;             /**< max over mean of predicted per-block time */
     size_t workspace_bytes;

@@ -5,7 +5,10 @@
  *
  *   forgeattn-calibrate [-o TABLE] [--threads N]      measure and write a table
  *   forgeattn-calibrate --check TABLE [--scale S]      W1..W5: predicted vs measured
- *   forgeattn-calibrate --plan-time [--reps N]         median fg_plan_create time
+ *   forgeattn-calibrate --plan-time [--reps N] [--arch ARCH [--units N]]
+ *                                                     median fg_plan_create time; --arch plans
+ *                                                     as that GPU's defaults (132 units unless
+ *                                                     --units) would, without a GPU
  *   forgeattn-calibrate --defaults ARCH UNITS -o TABLE [--device NAME] [--source TEXT]
  *                                                     write the built-in (estimated) table
  *
@@ -389,12 +392,45 @@ static void tree_batch(fgt_batch *out) {
     free(ix);
 }
 
-static void plan_time(env *e, int reps) {
+/* --arch: plan as a GPU context of that architecture would, on a machine without one.
+ * fg_plan_create then takes its GPU path (blocks = units x resident blocks, pinned work
+ * list) through this stand-in, which only plans: it never runs anything. */
+static fg_status sim_supports(void *s, const fg_attn_desc *a, char *m, size_t n) {
+    (void)s; (void)a; (void)m; (void)n;
+    return FG_SUCCESS;
+}
+static fg_status sim_pinned_alloc(void *s, void **ptr, size_t bytes, char *m, size_t n) {
+    (void)s; (void)m; (void)n;
+    *ptr = malloc(bytes ? bytes : 1);
+    return *ptr ? FG_SUCCESS : FG_ERR_OUT_OF_MEMORY;
+}
+static fg_status sim_pinned_free(void *s, void *ptr, char *m, size_t n) {
+    (void)s; (void)m; (void)n;
+    free(ptr);
+    return FG_SUCCESS;
+}
+static void sim_close(void *s) { (void)s; }
+
+static void plan_time(env *e, int reps, const char *arch, int units) {
     fgt_batch b;
     tree_batch(&b);
     fg_attn_desc a = gqa(32, 8);
     double *v = malloc(sizeof(double) * (size_t)reps);
     fg_plan plan;
+    fg_backend_ops sim;
+    memset(&sim, 0, sizeof sim);
+    const fg_backend_ops *saved_gpu = e->ctx->gpu;
+    fg_cost_params saved_cost = e->ctx->cost;
+    if (arch) {
+        if (e->gpu) die("--arch needs the CPU backend (this context has a GPU)");
+        sim.name = "plan-only";
+        sim.supports = sim_supports;
+        sim.pinned_alloc = sim_pinned_alloc;
+        sim.pinned_free = sim_pinned_free;
+        sim.close = sim_close;
+        fg_cost_defaults(arch, units, 0, &e->ctx->cost);
+        e->ctx->gpu = &sim;
+    }
     for (int i = 0; i < 20; i++) { check(fg_plan_create(e->ctx, &a, &b.desc, &plan), "fg_plan_create"); fg_plan_destroy(plan); }
     for (int i = 0; i < reps; i++) {
         double t0 = now_us();
@@ -407,24 +443,28 @@ static void plan_time(env *e, int reps) {
     check(fg_plan_stats_get(plan, &st), "fg_plan_stats_get");
     fg_plan_destroy(plan);
     double med = median(v, reps);
+    char what[96];
+    if (arch) snprintf(what, sizeof what, "%s defaults (%d units, planned only)", arch, e->ctx->cost.compute_units);
+    else snprintf(what, sizeof what, "%s", e->gpu ? "GPU" : "CPU");
     printf("fg_plan_create, 256 requests, depth-4 tree (%d nodes), GQA 32/8, %s context: median %.1f us "
-           "over %d runs (min %.1f, max %.1f); plan: %d items, %d tasks, %d blocks, sharing %s\n",
-           st.num_nodes, e->gpu ? "GPU" : "CPU", med, reps, v[0], v[reps - 1], st.num_items, st.num_tasks,
-           st.num_blocks, st.sharing_used ? "used" : "not used");
+           "over %d runs (min %.1f, max %.1f); plan: %d items, %d tasks, %d blocks, sharing %s, "
+           "predicted %.2f us (non-sharing %.2f us), imbalance %.3f\n",
+           st.num_nodes, what, med, reps, v[0], v[reps - 1], st.num_items, st.num_tasks,
+           st.num_blocks, st.sharing_used ? "used" : "not used", st.predicted_us, st.predicted_nonshared_us,
+           st.imbalance);
 
     /* The planner's parts: the forest (plan.c builds it for both candidates), then the
-     * division and the schedule with this context's parameters and with a 132-SM GPU's. */
-    for (int dev = 0; dev < 2; dev++) {
+     * division and the schedule with this context's parameters. */
     fg_forest f;
     check(fg_forest_from_block_tables(&b.desc, 16, 0, &f), "forest");
-    fg_cost_params p = e->ctx->cost;
-    if (dev == 1) fg_cost_defaults("sm_90", 132, 32, &p);
+    const fg_cost_params *p = &e->ctx->cost;
     int32_t qi[257];
     qi[0] = 0;
     for (int r = 0; r < 256; r++) qi[r + 1] = qi[r] + 1;
     fg_divide_input in = {&f, 256, b.q_len, b.kv_len, qi, 4, 8, 128, 128, 2, 2, 16,
-                          dev ? fg_cost_blocks(&p) : st.num_blocks};
+                          e->ctx->gpu ? fg_cost_blocks(p) : e->ctx->num_threads};
     double *vf = malloc(sizeof(double) * (size_t)reps), *vd = malloc(sizeof(double) * (size_t)reps);
+    double *vs = malloc(sizeof(double) * (size_t)reps);
     for (int i = 0; i < reps; i++) {
         double t0 = now_us();
         fg_forest f2;
@@ -435,25 +475,27 @@ static void plan_time(env *e, int reps) {
     for (int i = 0; i < reps; i++) {
         double t0 = now_us();
         fg_division d;
-        check(fg_divide(&in, &p, &d), "fg_divide");
+        check(fg_divide(&in, p, &d), "fg_divide");
         vd[i] = now_us() - t0;
         int32_t T = d.num_items * 8, B = T < in.num_blocks ? T : in.num_blocks;
         double *c = malloc(sizeof(double) * (size_t)T);
         int32_t *off = malloc(sizeof(int32_t) * (size_t)(B + 1)), *bt = malloc(sizeof(int32_t) * (size_t)T);
         for (int32_t t = 0; t < T; t++) c[t] = d.item_cost_us[t / 8];
         double mk, imb;
+        t0 = now_us();
         check(fg_schedule(c, T, B, off, bt, &mk, &imb), "fg_schedule");
-        v[i] = now_us() - t0;
+        vs[i] = now_us() - t0;
         free(c); free(off); free(bt);
         fg_division_free(&d);
     }
-    printf("  parts with %s (%d blocks): forest %.1f us, fg_divide %.1f us, fg_divide + fg_schedule %.1f us "
-           "(medians)\n", dev ? "sm_90 defaults" : "this context's table", in.num_blocks, median(vf, reps),
-           median(vd, reps), median(v, reps));
+    printf("  parts (%d blocks, sharing forest): forest %.1f us, fg_divide %.1f us, fg_schedule %.1f us "
+           "(medians)\n", in.num_blocks, median(vf, reps), median(vd, reps), median(vs, reps));
     free(vf);
     free(vd);
+    free(vs);
     fg_forest_free(&f);
-    }
+    e->ctx->gpu = saved_gpu;
+    e->ctx->cost = saved_cost;
     free(v);
     fgt_batch_free(&b);
 }
@@ -464,13 +506,14 @@ static void usage(void) {
     fprintf(stderr,
             "usage: forgeattn-calibrate [-o TABLE] [--threads N] [--reps N]\n"
             "       forgeattn-calibrate --check TABLE [--scale S] [--threads N]\n"
-            "       forgeattn-calibrate --plan-time [--reps N] [--threads N]\n"
+            "       forgeattn-calibrate --plan-time [--reps N] [--threads N] [--arch ARCH [--units N]]\n"
             "       forgeattn-calibrate --defaults ARCH UNITS -o TABLE [--device NAME] [--source TEXT]\n");
     exit(2);
 }
 
 int main(int argc, char **argv) {
     const char *out = "calibration.txt", *table = NULL, *arch = NULL, *device = NULL, *source = NULL;
+    const char *plan_arch = NULL;
     int threads = 0, reps = 0, mode = 0, units = 0;
     int32_t scale = 0;
     for (int i = 1; i < argc; i++) {
@@ -481,6 +524,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(s, "--scale") && i + 1 < argc) scale = atoi(argv[++i]);
         else if (!strcmp(s, "--check") && i + 1 < argc) { mode = 1; table = argv[++i]; }
         else if (!strcmp(s, "--plan-time")) mode = 2;
+        else if (!strcmp(s, "--arch") && i + 1 < argc) plan_arch = argv[++i];
+        else if (!strcmp(s, "--units") && i + 1 < argc) units = atoi(argv[++i]);
         else if (!strcmp(s, "--defaults") && i + 2 < argc) { mode = 3; arch = argv[++i]; units = atoi(argv[++i]); }
         else if (!strcmp(s, "--device") && i + 1 < argc) device = argv[++i];
         else if (!strcmp(s, "--source") && i + 1 < argc) source = argv[++i];
@@ -502,7 +547,7 @@ int main(int argc, char **argv) {
     open_env(&e, threads, mode == 1 ? table : NULL);
     if (mode == 0) calibrate(&e, out);
     else if (mode == 1) check_table(&e, scale > 0 ? scale : (e.gpu ? 1 : 8));
-    else plan_time(&e, reps > 0 ? reps : 201);
+    else plan_time(&e, reps > 0 ? reps : 201, plan_arch, units > 0 ? units : 132);
     fg_context_destroy(e.ctx);
     return 0;
 }

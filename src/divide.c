@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "schedule.h"
 
 typedef struct vec {
     void *p;
@@ -92,6 +93,7 @@ typedef struct dctx {
     fg_cost_shape sh;
     int32_t rpb;     /* q tokens per row block */
     int packed;      /* kernel packs all segments of an item into shared tiles (GPU) */
+    int32_t *mc;     /* min_chunk memo: [3][rpb + 1] for relax 1, 2, MAX_RELAX (0 = unknown), or NULL */
 } dctx;
 
 /* Compute time of one folded segment in an item: a padding kernel computes every row
@@ -129,9 +131,18 @@ static int32_t min_chunk(const dctx *c, int32_t rows, int32_t relax) {
     return l > 1e9 ? 1000000000 : (int32_t)ceil(l);
 }
 
+/* min_chunk through the memo (the same value: a pure function of rows and relax). */
+static int32_t min_chunk_m(const dctx *c, int32_t rows, int32_t relax) {
+    int32_t k = relax == 1 ? 0 : relax == 2 ? 1 : relax == MAX_RELAX ? 2 : -1;
+    if (!c->mc || k < 0 || rows < 0 || rows > c->rpb) return min_chunk(c, rows, relax);
+    int32_t *m = &c->mc[k * (c->rpb + 1) + rows];
+    if (*m == 0) *m = min_chunk(c, rows, relax);
+    return *m;
+}
+
 int32_t fg_divide_min_chunk(const fg_divide_input *in, const fg_cost_params *cost, int32_t rows) {
     dctx c = {in, cost, {in->group, in->head_dim_qk, in->head_dim_v, in->q_elem_bytes, in->kv_elem_bytes,
-                         in->page_size}, 1, cost->pad_rows > 1};
+                         in->page_size}, 1, cost->pad_rows > 1, NULL};
     return min_chunk(&c, rows, MAX_RELAX);
 }
 
@@ -160,8 +171,10 @@ static int crun_cmp(const void *a, const void *b) {
     return x->c > y->c ? -1 : (x->c < y->c);
 }
 
-/* LPT makespan of the task multiset (the scheduler adds improvement passes on top). */
-static double lpt_makespan(crun *runs, int64_t nr, int32_t blocks, double *load, double *mean) {
+/* LPT makespan of the task multiset (the scheduler adds improvement passes on top).
+ * lpt_c / lpt_n / scratch are caller buffers (runs, runs, fg_lpt_scratch_ints(blocks)). */
+static double lpt_makespan(crun *runs, int64_t nr, int32_t blocks, double *load, double *mean,
+                           double *lpt_c, int64_t *lpt_n, int32_t *scratch) {
     qsort(runs, (size_t)nr, sizeof *runs, crun_cmp);
     int64_t tasks = 0;
     double total = 0.0;
@@ -169,22 +182,8 @@ static double lpt_makespan(crun *runs, int64_t nr, int32_t blocks, double *load,
     int32_t B = tasks < blocks ? (int32_t)tasks : blocks;
     if (B < 1) B = 1;
     *mean = total / B;
-    /* Min-heap of loads (values only: which block gets a task does not change the makespan). */
-    for (int32_t b = 0; b < B; b++) load[b] = 0.0;
-    for (int64_t i = 0; i < nr; i++) {
-        for (int64_t k = 0; k < runs[i].n; k++) {
-            load[0] += runs[i].c;
-            int32_t j = 0;
-            for (;;) {
-                int32_t l = 2 * j + 1, r = l + 1, m = j;
-                if (l < B && load[l] < load[m]) m = l;
-                if (r < B && load[r] < load[m]) m = r;
-                if (m == j) break;
-                double t = load[j]; load[j] = load[m]; load[m] = t;
-                j = m;
-            }
-        }
-    }
+    for (int64_t i = 0; i < nr; i++) { lpt_c[i] = runs[i].c; lpt_n[i] = runs[i].n; }
+    fg_lpt(lpt_c, lpt_n, (int32_t)nr, B, load, NULL, scratch);
     double mk = 0.0;
     for (int32_t b = 0; b < B; b++) mk = load[b] > mk ? load[b] : mk;
     return mk;
@@ -201,6 +200,7 @@ typedef struct grp {
     int32_t fold_segs;
     double fold_cmp;
     int32_t size, count;    /* chunk geometry under evaluation */
+    double whole;           /* item cost of the whole node for these rows, less the fixed cost */
     int32_t best_size, best_count;
     int32_t tried;          /* refinement: cutting it once more did not help */
 } grp;
@@ -220,7 +220,7 @@ static int better(const eval_result *a, const eval_result *b) {
 
 /* LPT estimate of the division the groups' current geometry describes. -1: out of memory. */
 static int evaluate(const dctx *c, const fg_forest *f, const grp *G, int64_t NG, const int32_t *host,
-                    vec *runs, double *load, eval_result *r) {
+                    vec *runs, double *load, vec *lc, vec *ln, int32_t *scr, eval_result *r) {
     const int32_t H = c->in->kv_head_count;
     runs->n = 0;
     int64_t merge_rows = 0, tasks = 0;
@@ -242,7 +242,8 @@ static int evaluate(const dctx *c, const fg_forest *f, const grp *G, int64_t NG,
         x->n = H;
         tasks += (int64_t)cnt * H;
     }
-    r->mk = lpt_makespan(runs->p, runs->n, c->in->num_blocks, load, &r->mean);
+    if (vec_reserve(lc, runs->n) || vec_reserve(ln, runs->n)) return -1;
+    r->mk = lpt_makespan(runs->p, runs->n, c->in->num_blocks, load, &r->mean, lc->p, ln->p, scr);
     r->imb = r->mean > 0.0 ? r->mk / r->mean : 1.0;
     r->step = fg_cost_step_us(c->p, r->mk, merge_rows * c->in->group * H, merge_rows ? 2 : 1);
     r->tasks = tasks;
@@ -260,12 +261,16 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
     const fg_forest *f = in->forest;
     const int32_t N = f->num_nodes, R = in->num_requests, H = in->kv_head_count;
     dctx c = {in, cost, {in->group, in->head_dim_qk, in->head_dim_v, in->q_elem_bytes, in->kv_elem_bytes,
-                         in->page_size}, cost->tile_rows / in->group, cost->pad_rows > 1};
+                         in->page_size}, cost->tile_rows / in->group, cost->pad_rows > 1, NULL};
     if (c.rpb < 1) c.rpb = 1;
+    int32_t *mc_memo = calloc((size_t)3 * (size_t)(c.rpb + 1), sizeof(int32_t));
+    c.mc = mc_memo;
     const int32_t Q = in->q_indptr[R];
 
     vec toks = {0, 0, 0, sizeof(int32_t)}, grps = {0, 0, 0, sizeof(grp)}, folds = {0, 0, 0, sizeof(fold_ent)};
     vec runs = {0, 0, 0, sizeof(crun)};
+    vec lc = {0, 0, 0, sizeof(double)}, ln = {0, 0, 0, sizeof(int64_t)};
+    int32_t *lpt_scr = malloc(sizeof(int32_t) * (size_t)fg_lpt_scratch_ints(in->num_blocks));
     vec seg = {0, 0, 0, sizeof(fg_seg)}, row = {0, 0, 0, sizeof(fg_row)};
     vec seg_off = {0, 0, 0, sizeof(int32_t)}, row_off = {0, 0, 0, sizeof(int32_t)};
     int32_t *node_g0 = malloc(sizeof(int32_t) * (size_t)(N + 1));
@@ -274,7 +279,7 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
     int32_t *count = calloc((size_t)(Q > 0 ? Q : 1), sizeof *count);
     uint8_t *solo_req = calloc((size_t)R, 1);
     double *load = malloc(sizeof(double) * (size_t)in->num_blocks);
-    if (!node_g0 || !host || !count || !solo_req || !load) OOM();
+    if (!node_g0 || !host || !count || !solo_req || !load || !lpt_scr || !mc_memo) OOM();
 
     /* 1. Rows per node, cut into row groups. */
     if (vec_reserve(&toks, (int64_t)Q + N)) OOM();
@@ -393,6 +398,9 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
      * candidate balances) the finest target with the minimum relaxed 2x and 4x. */
     static const double ks[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 32, 32};
     static const int32_t relaxes[] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, MAX_RELAX};
+    for (int64_t g = 0; g < NG; g++)
+        if (host[G[g].node] < 0)
+            G[g].whole = item_cost(&c, G[g].nt, G[g].nt, f->length[G[g].node], 0, 0.0) - cost->task_fixed_us;
     eval_result best = {INFINITY, INFINITY, INFINITY, 0, 0};
     int have_best = 0;
     for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
@@ -402,16 +410,16 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
             int32_t n = G[g].node;
             if (host[n] >= 0) continue;
             int32_t L = f->length[n], rows = G[g].nt;
-            double whole = item_cost(&c, rows, rows, L, 0, 0.0) - cost->task_fixed_us;
+            double whole = G[g].whole;
             double room = T - cost->task_fixed_us;
             int64_t want = room > 0.0 ? (int64_t)ceil(whole / room) : L;
-            int64_t cap = L / min_chunk(&c, rows, relaxes[ki]);
+            int64_t cap = L / min_chunk_m(&c, rows, relaxes[ki]);
             if (want > cap) want = cap;
             if (want > 4096) want = 4096;
             geometry(L, (int32_t)(want < 1 ? 1 : want), cost->tile_kv, &G[g].size, &G[g].count);
         }
         eval_result r;
-        if (evaluate(&c, f, G, NG, host, &runs, load, &r)) OOM();
+        if (evaluate(&c, f, G, NG, host, &runs, load, &lc, &ln, lpt_scr, &r)) OOM();
 #ifdef FG_DIVIDE_DEBUG
         fprintf(stderr, "relax=%d k=%g T=%.3f tasks=%lld mk=%.3f mean=%.3f imb=%.3f step=%.3f\n", relaxes[ki],
                 ks[ki], T, (long long)r.tasks, r.mk, r.mean, r.imb, r.step);
@@ -437,7 +445,7 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
         for (int64_t g = 0; g < NG; g++) {
             int32_t n = G[g].node;
             if (host[n] >= 0 || G[g].tried) continue;
-            if (G[g].count + 1 > f->length[n] / min_chunk(&c, G[g].nt, MAX_RELAX)) continue;
+            if (G[g].count + 1 > f->length[n] / min_chunk_m(&c, G[g].nt, MAX_RELAX)) continue;
             double cc = item_cost(&c, G[g].nt, G[g].nt, G[g].size, G[g].fold_kv, G[g].fold_cmp);
             if (cc > worst) { worst = cc; pick = g; }
         }
@@ -445,12 +453,12 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
         /* A few more chunks at once may balance where one more does not (tasks = chunks x
          * heads land on the blocks in steps). */
         int32_t os = G[pick].size, oc = G[pick].count, L = f->length[G[pick].node];
-        int32_t cap = L / min_chunk(&c, G[pick].nt, MAX_RELAX), kept = 0;
+        int32_t cap = L / min_chunk_m(&c, G[pick].nt, MAX_RELAX), kept = 0;
         for (int32_t want = oc + 1; want <= cap && want <= 2 * oc + 2 && evals < 48; want++) {
             geometry(L, want, cost->tile_kv, &G[pick].size, &G[pick].count);
             if (G[pick].count <= oc) continue;
             eval_result r;
-            if (evaluate(&c, f, G, NG, host, &runs, load, &r)) OOM();
+            if (evaluate(&c, f, G, NG, host, &runs, load, &lc, &ln, lpt_scr, &r)) OOM();
             evals++;
 #ifdef FG_DIVIDE_DEBUG
             fprintf(stderr, "refine group %lld -> %d chunks: mk=%.3f imb=%.3f step=%.3f\n", (long long)pick,
@@ -553,6 +561,10 @@ done:
     free(grps.p);
     free(folds.p);
     free(runs.p);
+    free(lc.p);
+    free(ln.p);
+    free(lpt_scr);
+    free(mc_memo);
     free(node_g0);
     free(host);
     free(tok_rank_buf);

@@ -7,8 +7,11 @@
  * longer than p. Sorting the requests lexicographically by page ids (shorter first on a
  * tie) puts requests that share prefixes next to each other, and the longest common
  * prefix of two requests is then the minimum over the adjacent pairs between them; a
- * stack walk over the sorted requests builds the trie in O(R log R * pages). A shared,
- * partly filled last page is handled by clamping the common prefix to both lengths.
+ * stack walk over the sorted requests builds the trie. The sort is an LCP merge sort:
+ * it compares each pair from where the two are known to agree, so it reads about the
+ * pages that tell requests apart plus O(R log R), not O(R log R x pages), and hands the
+ * adjacent common prefixes to the walk. A shared, partly filled last page is handled by
+ * clamping the common prefix to both lengths.
  *
  * Both builders hand a raw tree (parent, length, source request, end node per request)
  * to finalize(), which numbers nodes in DFS preorder and ranks requests in the same
@@ -210,40 +213,63 @@ typedef struct sort_ctx {
     const int32_t *indptr, *indices, *kv_len;
 } sort_ctx;
 
-/* Lexicographic order of the requests' slot sequences: page ids, then length, then index. */
-static int req_less(const sort_ctx *c, int32_t a, int32_t b) {
+/* Compare requests a and b (lexicographic order of their page ids, then length, then
+ * index), knowing that their first h pages agree. *lcp receives the number of leading
+ * pages they share (at most the shorter table). Returns nonzero when a < b. */
+static int cmp_from(const sort_ctx *c, int32_t a, int32_t b, int32_t h, int32_t *lcp) {
     int32_t na = c->indptr[a + 1] - c->indptr[a], nb = c->indptr[b + 1] - c->indptr[b];
     const int32_t *pa = c->indices + c->indptr[a], *pb = c->indices + c->indptr[b];
-    int32_t m = na < nb ? na : nb;
-    for (int32_t i = 0; i < m; i++)
-        if (pa[i] != pb[i]) return pa[i] < pb[i];
+    int32_t m = na < nb ? na : nb, k = h;
+    while (k + 8 <= m && memcmp(pa + k, pb + k, 8 * sizeof(int32_t)) == 0) k += 8;
+    while (k < m && pa[k] == pb[k]) k++;
+    *lcp = k;
+    if (k < m) return pa[k] < pb[k];
     if (c->kv_len[a] != c->kv_len[b]) return c->kv_len[a] < c->kv_len[b];
     return a < b;
 }
 
-static void sort_requests(const sort_ctx *c, int32_t *ids, int32_t *tmp, int32_t n) {
+/*
+ * Stable order of the requests by cmp_from, with lcp[s] = pages shared by ids[s - 1]
+ * and ids[s]. Bottom-up merge sort that carries each element's common prefix with the
+ * last element output (the LCP merge of Ng and Kakehi): a comparison starts where the
+ * two candidates are known to agree, so the pages compared in all are about the pages
+ * that tell requests apart (plus R log R), not R log R whole tables.
+ */
+static void sort_requests(const sort_ctx *c, int32_t *ids, int32_t *lcp, int32_t *tid, int32_t *tlcp, int32_t n) {
+    for (int32_t s = 0; s < n; s++) lcp[s] = 0;
     for (int32_t w = 1; w < n; w *= 2) {
         for (int32_t lo = 0; lo < n; lo += 2 * w) {
             int32_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
             int32_t i = lo, j = mid, k = lo;
-            while (i < mid && j < hi) tmp[k++] = req_less(c, ids[j], ids[i]) ? ids[j++] : ids[i++];
-            while (i < mid) tmp[k++] = ids[i++];
-            while (j < hi) tmp[k++] = ids[j++];
+            if (mid == hi) {
+                for (; i < hi; i++) { tid[i] = ids[i]; tlcp[i] = lcp[i]; }
+                continue;
+            }
+            /* la, lb: pages the heads share with the last element output */
+            int32_t la = 0, lb = 0;
+            while (i < mid && j < hi) {
+                int take_a;
+                if (la > lb) take_a = 1;
+                else if (la < lb) take_a = 0;
+                else {
+                    int32_t m;
+                    take_a = !cmp_from(c, ids[j], ids[i], la, &m) ; /* b < a ? b : a (stable) */
+                    if (take_a) lb = m; else la = m;
+                    if (take_a) { tid[k] = ids[i]; tlcp[k++] = la; i++; la = i < mid ? lcp[i] : 0; }
+                    else { tid[k] = ids[j]; tlcp[k++] = lb; j++; lb = j < hi ? lcp[j] : 0; }
+                    continue;
+                }
+                if (take_a) { tid[k] = ids[i]; tlcp[k++] = la; i++; la = i < mid ? lcp[i] : 0; }
+                else { tid[k] = ids[j]; tlcp[k++] = lb; j++; lb = j < hi ? lcp[j] : 0; }
+            }
+            if (i < mid) { tid[k] = ids[i]; tlcp[k++] = la; i++; }
+            while (i < mid) { tid[k] = ids[i]; tlcp[k++] = lcp[i]; i++; }
+            if (j < hi) { tid[k] = ids[j]; tlcp[k++] = lb; j++; }
+            while (j < hi) { tid[k] = ids[j]; tlcp[k++] = lcp[j]; j++; }
         }
-        memcpy(ids, tmp, sizeof(int32_t) * (size_t)n);
+        memcpy(ids, tid, sizeof(int32_t) * (size_t)n);
+        memcpy(lcp, tlcp, sizeof(int32_t) * (size_t)n);
     }
-}
-
-/* Tokens two requests share: common leading pages, clamped to both lengths. */
-static int32_t common_tokens(const sort_ctx *c, int32_t a, int32_t b, int32_t page_size) {
-    int32_t na = c->indptr[a + 1] - c->indptr[a], nb = c->indptr[b + 1] - c->indptr[b];
-    const int32_t *pa = c->indices + c->indptr[a], *pb = c->indices + c->indptr[b];
-    int32_t m = na < nb ? na : nb, k = 0;
-    while (k < m && pa[k] == pb[k]) k++;
-    int64_t t = (int64_t)k * page_size;
-    if (t > c->kv_len[a]) t = c->kv_len[a];
-    if (t > c->kv_len[b]) t = c->kv_len[b];
-    return (int32_t)t;
 }
 
 fg_status fg_forest_from_block_tables(const fg_batch_desc *batch, int32_t page_size, int no_sharing,
@@ -255,10 +281,11 @@ fg_status fg_forest_from_block_tables(const fg_batch_desc *batch, int32_t page_s
     int32_t *tmp = malloc(sizeof(int32_t) * (size_t)R);
     int32_t *req_end = malloc(sizeof(int32_t) * (size_t)R);
     int32_t *stack = malloc(sizeof(int32_t) * (size_t)(2 * R + 1));
+    int32_t *lcp = malloc(sizeof(int32_t) * (size_t)R * 3);
     int32_t *node_begin = malloc(sizeof(int32_t) * (size_t)(2 * R + 1));
     int ok = raw_reserve(&t, 2 * R + 1);
     fg_status st;
-    if (!order || !tmp || !req_end || !stack || !node_begin || !ok) {
+    if (!order || !tmp || !req_end || !stack || !node_begin || !lcp || !ok) {
         st = fg_fail(FG_ERR_OUT_OF_MEMORY, "fg_plan_create: out of host memory building the forest");
         goto done;
     }
@@ -272,12 +299,19 @@ fg_status fg_forest_from_block_tables(const fg_batch_desc *batch, int32_t page_s
         }
         t.n = R;
     } else {
-        sort_requests(&c, order, tmp, R);
+        sort_requests(&c, order, lcp, tmp, lcp + R, R);
         int32_t sp = 0;
         for (int32_t s = 0; s < R; s++) {
             int32_t r = order[s];
             int32_t len = batch->kv_len[r];
-            int32_t l = s == 0 ? 0 : common_tokens(&c, order[s - 1], r, page_size);
+            int32_t l = 0;
+            if (s > 0) { /* tokens shared with the previous request: common pages, clamped to both lengths */
+                int64_t t = (int64_t)lcp[s] * page_size;
+                int32_t q = batch->kv_len[order[s - 1]];
+                if (t > q) t = q;
+                if (t > len) t = len;
+                l = (int32_t)t;
+            }
             while (sp > 0 && node_begin[stack[sp - 1]] >= l) sp--;
             if (sp > 0) {
                 int32_t top = stack[sp - 1];
@@ -304,8 +338,11 @@ fg_status fg_forest_from_block_tables(const fg_batch_desc *batch, int32_t page_s
                 node_begin[v] = l;
                 stack[sp++] = v;
                 req_end[r] = v;
-            } else {
+            } else if (sp > 0) {
                 req_end[r] = stack[sp - 1]; /* whole KV is a prefix of the previous request's */
+            } else { /* unreachable: l >= len >= 1 needs a previous request's node */
+                st = fg_fail(FG_ERR_INTERNAL, "fg_plan_create: prefix forest walk lost its stack at request %d", r);
+                goto done;
             }
         }
     }
@@ -316,6 +353,7 @@ done:
     free(req_end);
     free(stack);
     free(node_begin);
+    free(lcp);
     raw_free(&t);
     return st;
 }

@@ -252,6 +252,52 @@ static fg_status build_candidate(fg_context ctx, const fg_attn_desc *a, int32_t 
     return FG_SUCCESS;
 }
 
+/* A lower bound on the plain (non-sharing) candidate's predicted step, in O(R): every
+ * request's KV is read by at least one task per row group, each of at least one row and
+ * one fixed cost; splitting a range only adds fixed costs, partial-state bytes and tile
+ * padding (the cost model is affine in KV tokens, its padding superadditive). So the
+ * plain makespan is at least this work over the blocks, and at least the cost of the
+ * longest chunk a request can be cut into (fg_divide never cuts a node of length L into
+ * more than L / its minimum chunk for one row); the step adds at least one launch. When the shared plan beats the bound, the plain
+ * plan cannot win and is not built. */
+static double plain_lower_bound(fg_context ctx, const fg_attn_desc *a, int32_t group, const fg_batch_desc *b) {
+    const fg_cost_params *cost = &ctx->cost;
+    int32_t max_blocks = ctx->gpu ? cost->compute_units * (cost->blocks_per_unit > 0 ? cost->blocks_per_unit : 1)
+                                  : ctx->num_threads;
+    if (max_blocks < 1) max_blocks = 1;
+    fg_cost_shape sh = {group, a->head_dim_qk, a->head_dim_v, fg_dtype_size(a->q_dtype), fg_dtype_size(a->kv_dtype),
+                        a->page_size};
+    int32_t rpb = cost->tile_rows / group;
+    if (rpb < 1) rpb = 1;
+    int32_t P = cost->pad_kv > 1 ? cost->pad_kv : 1;
+    const double S = 1048576.0;
+    double m0 = fg_cost_mem_us(cost, &sh, 1, 0, 0);
+    double mk = (fg_cost_mem_us(cost, &sh, 1, 0, (int64_t)S) - m0) / S; /* per KV token */
+    double ck = fg_cost_compute_us(cost, &sh, 1, P) / P;                 /* per padded KV token */
+    fg_divide_input din = {.group = group, .head_dim_qk = a->head_dim_qk, .head_dim_v = a->head_dim_v,
+                           .q_elem_bytes = sh.q_elem_bytes, .kv_elem_bytes = sh.kv_elem_bytes,
+                           .page_size = a->page_size};
+    int32_t mc = fg_divide_min_chunk(&din, cost, 1);
+    if (mc < 1) mc = 1;
+    double total = 0.0;
+    int32_t longest = 0;
+    for (int32_t r = 0; r < b->num_requests; r++) {
+        int32_t L = b->kv_len[r];
+        double mem = m0 + mk * L, cmp = ck * (double)(((int64_t)L + P - 1) / P * P);
+        double item = (mem > cmp ? mem : cmp) + cost->task_fixed_us;
+        total += item * (double)((b->q_len[r] + rpb - 1) / rpb);
+        int32_t cnt = L / mc;
+        if (cnt < 1) cnt = 1;
+        int32_t chunk = (int32_t)(((int64_t)L + cnt - 1) / cnt);
+        if (chunk > longest) longest = chunk;
+    }
+    double mem = m0 + mk * longest, cmp = ck * (double)(((int64_t)longest + P - 1) / P * P);
+    double big = (mem > cmp ? mem : cmp) + cost->task_fixed_us;
+    double work = total * a->kv_head_count / max_blocks;
+    double lb = (work > big ? work : big) + cost->launch_us;
+    return lb * (1.0 - 1e-6); /* margin for the rounding of the closed form */
+}
+
 /* Lay the lists out (256-byte aligned) and write their host image. */
 static fg_status build_work_list(fg_plan p, const candidate *c, const fg_batch_desc *b) {
     fg_work_layout *L = &p->layout;
@@ -387,10 +433,18 @@ fg_status fg_plan_create(fg_context ctx, const fg_attn_desc *attn, const fg_batc
         st = build_candidate(ctx, &p->attn, p->group, batch, p->q_indptr, num_qtok, 0, &shared);
         if (st != FG_SUCCESS) { fg_plan_destroy(p); return st; }
     }
+    double plain_lb = want_sharing ? plain_lower_bound(ctx, &p->attn, p->group, batch) : 0.0;
     if (want_sharing && shared.forest.unique_tokens == shared.forest.total_tokens) {
         /* Nothing is shared: the shared plan is the plain split-KV plan. */
         chosen = &shared;
         nonshared_us = shared.predicted_us;
+    } else if (want_sharing && shared.predicted_us <= plain_lb) {
+        /* The plain plan cannot beat the shared one: skip building it and report the
+         * bound as its prediction (it is what a perfectly balanced plain split-KV plan
+         * would take). */
+        chosen = &shared;
+        nonshared_us = plain_lb;
+        sharing_used = 1;
     } else {
         st = build_candidate(ctx, &p->attn, p->group, batch, p->q_indptr, num_qtok, 1, &plain);
         if (st != FG_SUCCESS) { candidate_free(&shared); fg_plan_destroy(p); return st; }

@@ -1,5 +1,6 @@
 /*
- * Scheduler: longest-processing-time-first onto a min-heap of blocks, then a few
+ * Scheduler: longest-processing-time-first (fg_lpt: a heap for short runs of one cost,
+ * a two-queue merge in O(tasks + blocks) for long ones), then a few
  * improvement passes that move or swap tasks off the most loaded block. Everything is
  * ordered by (cost, index), so equal inputs give equal bytes.
  */
@@ -21,22 +22,102 @@ static int run_cmp(const void *a, const void *b) {
     return x->first < y->first ? -1 : (x->first > y->first);
 }
 
-typedef struct heap { double *load; int32_t *h; int32_t n; } heap;
+/* ------------------------------------------------------------------ exact LPT core */
 
-static int less(const heap *hp, int32_t a, int32_t b) {
-    return hp->load[a] < hp->load[b] || (hp->load[a] == hp->load[b] && a < b);
+/* Keys are (load, block index): the least key is unique, so any exact priority queue
+ * picks the same block as a binary heap would, and the assignment is the same bytes. */
+static inline int key_less(const double *load, int32_t a, int32_t b) {
+    return load[a] < load[b] || (load[a] == load[b] && a < b);
 }
 
-static void sift_down(heap *hp, int32_t i) {
+static void heap_down(const double *load, int32_t *h, int32_t n, int32_t i) {
+    int32_t x = h[i];
     for (;;) {
-        int32_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < hp->n && less(hp, hp->h[l], hp->h[m])) m = l;
-        if (r < hp->n && less(hp, hp->h[r], hp->h[m])) m = r;
-        if (m == i) return;
-        int32_t t = hp->h[i];
-        hp->h[i] = hp->h[m];
-        hp->h[m] = t;
+        int32_t l = 2 * i + 1, r = l + 1, m = -1;
+        if (l >= n) break;
+        m = l;
+        if (r < n && key_less(load, h[r], h[l])) m = r;
+        if (!key_less(load, h[m], x)) break;
+        h[i] = h[m];
         i = m;
+    }
+    h[i] = x;
+}
+
+/* Sort block ids by key (bottom-up merge sort; tmp holds n ids). */
+static void sort_blocks(const double *load, int32_t *ord, int32_t *tmp, int32_t n) {
+    for (int32_t w = 1; w < n; w *= 2) {
+        for (int32_t lo = 0; lo < n; lo += 2 * w) {
+            int32_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+            int32_t i = lo, j = mid, k = lo;
+            while (i < mid && j < hi) tmp[k++] = key_less(load, ord[j], ord[i]) ? ord[j++] : ord[i++];
+            while (i < mid) tmp[k++] = ord[i++];
+            while (j < hi) tmp[k++] = ord[j++];
+        }
+        memcpy(ord, tmp, sizeof(int32_t) * (size_t)n);
+    }
+}
+
+int32_t fg_lpt_scratch_ints(int32_t num_blocks) { return 4 * num_blocks + 4; }
+
+void fg_lpt(const double *cost, const int64_t *count, int32_t num_runs, int32_t num_blocks,
+            double *load, int32_t *assign, int32_t *scratch) {
+    const int32_t B = num_blocks;
+    int32_t *ord = scratch, *q = scratch + B, *tmp = scratch + 3 * B;
+    for (int32_t b = 0; b < B; b++) { load[b] = 0.0; ord[b] = b; }
+    int sorted = 1; /* ord sorted by key; otherwise a binary heap (a sorted array is both) */
+    int64_t at = 0;
+    int32_t k = 0;
+    while (k < num_runs) {
+        /* a class: consecutive runs of one cost */
+        const double c = cost[k];
+        int64_t n = 0;
+        int32_t k1 = k;
+        while (k1 < num_runs && cost[k1] == c) n += count[k1++];
+        k = k1;
+        if (n <= 0) continue;
+        if (n < B / 4 || (!sorted && n < B)) {
+            /* few tasks: heap operations, O(n log B) */
+            for (int64_t i = 0; i < n; i++) {
+                int32_t b = ord[0];
+                if (assign) assign[at] = b;
+                at++;
+                load[b] += c;
+                heap_down(load, ord, B, 0);
+            }
+            sorted = 0;
+            continue;
+        }
+        if (!sorted) sort_blocks(load, ord, tmp, B);
+        /* Many tasks of one cost: the least key is the lesser front of the untouched
+         * blocks (sorted) and of the blocks already given a task of this class (kept
+         * sorted: a block re-enters with load + c, never below one that left before it,
+         * except when rounding ties two loads, which the insertion below orders). */
+        int32_t ai = 0, qh = 0, qt = 0; /* q[qh, qt) in a buffer of 2B */
+        for (int64_t i = 0; i < n; i++) {
+            int32_t b;
+            if (ai < B && (qh == qt || key_less(load, ord[ai], q[qh]))) b = ord[ai++];
+            else b = q[qh++];
+            if (assign) assign[at] = b;
+            at++;
+            load[b] += c;
+            if (qt == 2 * B) { /* compact: at most B live entries */
+                memmove(q, q + qh, sizeof(int32_t) * (size_t)(qt - qh));
+                qt -= qh;
+                qh = 0;
+            }
+            int32_t j = qt++;
+            while (j > qh && key_less(load, b, q[j - 1])) { q[j] = q[j - 1]; j--; }
+            q[j] = b;
+        }
+        /* merge the untouched rest and the queue back into one sorted order */
+        int32_t o = 0;
+        int32_t *out = tmp;
+        while (ai < B && qh < qt) out[o++] = key_less(load, q[qh], ord[ai]) ? q[qh++] : ord[ai++];
+        while (ai < B) out[o++] = ord[ai++];
+        while (qh < qt) out[o++] = q[qh++];
+        memcpy(ord, out, sizeof(int32_t) * (size_t)B);
+        sorted = 1;
     }
 }
 
@@ -58,7 +139,7 @@ static void improve(const double *cost, int32_t num_tasks, int32_t num_blocks, i
         head[b] = t;
     }
     /* pair checks: proportional to the task count, so planning stays in microseconds */
-    int64_t budget = 4 * (int64_t)num_tasks + 4 * (int64_t)num_blocks + 4096;
+    int64_t budget = (int64_t)num_tasks + 2 * (int64_t)num_blocks + 1024;
     for (int iter = 0; iter < 4 * num_blocks && budget > 0; iter++) {
         int32_t M = 0, m = 0;
         budget -= num_blocks;
@@ -128,31 +209,32 @@ fg_status fg_schedule(const double *task_cost_us, int32_t num_tasks, int32_t num
                            t, task_cost_us[t]);
 
     fg_status st = FG_SUCCESS;
-    run *runs = malloc(sizeof(run) * (size_t)(num_tasks > 0 ? num_tasks : 1));
-    int32_t *assign = malloc(sizeof(int32_t) * (size_t)(num_tasks > 0 ? num_tasks : 1));
-    double *load = calloc((size_t)num_blocks, sizeof(double));
-    int32_t *hh = malloc(sizeof(int32_t) * (size_t)num_blocks);
-    if (!runs || !assign || !load || !hh) {
-        st = fg_fail(FG_ERR_OUT_OF_MEMORY, "fg_schedule: out of host memory");
-        goto out;
-    }
+    /* one allocation for everything the scheduler needs */
+    size_t T1 = (size_t)(num_tasks > 0 ? num_tasks : 1), B = (size_t)num_blocks;
+    size_t bytes = sizeof(run) * T1 + sizeof(double) * (T1 + B) + sizeof(int64_t) * T1 +
+                   sizeof(int32_t) * (2 * T1 + B + (size_t)fg_lpt_scratch_ints(num_blocks));
+    char *arena = malloc(bytes);
+    if (!arena) return fg_fail(FG_ERR_OUT_OF_MEMORY, "fg_schedule: out of host memory");
+    run *runs = (run *)arena;
+    double *rc = (double *)(runs + T1);
+    double *load = rc + T1;
+    int64_t *rn = (int64_t *)(load + B);
+    int32_t *assign = (int32_t *)(rn + T1);
+    int32_t *seq = assign + T1;
+    int32_t *hh = seq + T1;
+    int32_t *scr = hh + B;
     int32_t nr = 0;
     for (int32_t t = 0; t < num_tasks; t++) {
         if (nr && runs[nr - 1].c == task_cost_us[t]) runs[nr - 1].len++;
         else runs[nr++] = (run){task_cost_us[t], t, 1};
     }
     qsort(runs, (size_t)nr, sizeof(run), run_cmp);
-
-    heap hp = {load, hh, num_blocks};
-    for (int32_t b = 0; b < num_blocks; b++) hh[b] = b; /* all zero: already a heap */
+    for (int32_t k = 0; k < nr; k++) { rc[k] = runs[k].c; rn[k] = runs[k].len; }
+    fg_lpt(rc, rn, nr, num_blocks, load, seq, scr);
+    for (int32_t k = 0, at = 0; k < nr; k++)
+        for (int32_t t = runs[k].first; t < runs[k].first + runs[k].len; t++) assign[t] = seq[at++];
     double total = 0.0, biggest = 0.0;
     for (int32_t k = 0; k < nr; k++) {
-        for (int32_t t = runs[k].first; t < runs[k].first + runs[k].len; t++) {
-            int32_t b = hh[0];
-            assign[t] = b;
-            load[b] += runs[k].c;
-            sift_down(&hp, 0);
-        }
         total += runs[k].c * runs[k].len;
         if (runs[k].c > biggest) biggest = runs[k].c;
     }
@@ -175,10 +257,6 @@ fg_status fg_schedule(const double *task_cost_us, int32_t num_tasks, int32_t num
     for (int32_t b = 0; b < num_blocks; b++) mk = load[b] > mk ? load[b] : mk;
     *makespan_us = mk;
     *imbalance = mean > 0.0 ? mk / mean : 1.0;
-out:
-    free(runs);
-    free(assign);
-    free(load);
-    free(hh);
+    free(arena);
     return st;
 }
