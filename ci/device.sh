@@ -2,23 +2,33 @@
 # Everything that needs the GPU, in one command (device time is scarce: one call builds,
 # tests and times). On an NVIDIA machine with nvcc, cmake and ninja:
 #   bash ci/device.sh [--sanitize] [--arch 90] [--bench-args "--only W5 --runs 20"] [--no-bench]
+#                     [--no-tests] [--calibrate [--bench-measured]] [--compare-v1 "W4,W5"]
 # 1. builds Release with the CUDA backend for sm_<arch> in build-device/;
 # 2. runs the GPU tests (ctest -L gpu) and, with --sanitize, compute-sanitizer memcheck
 #    and racecheck on shortened GPU tests;
-# 3. runs perf/forgeattn-bench --backend cuda --full and prints its table last.
+# 3. runs perf/forgeattn-bench --backend cuda --full and prints its table last;
+# 4. with --calibrate: forgeattn-calibrate measures the device's cost-model table into
+#    $OUT/<arch>-<SMs>-measured.txt and checks its predictions on W1..W5 (--check); with
+#    --bench-measured also runs the bench a second time planning with it (FG_CALIBRATION);
+# 5. with --compare-v1 IDS: the bench again on those workloads with the first kernel
+#    version (FG_GPU_KERNEL=1) for a same-run comparison.
 # cmocka is not on the device image (and it has no apt): carry .deps/ holding
 # libcmocka0 and libcmocka-dev .debs (apt-get download libcmocka0 libcmocka-dev); they are
 # unpacked into a local prefix. Logs go to $OUT (or build-device/out).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
-SANITIZE=0; ARCH=90; BENCH=1; BENCH_ARGS=""
+SANITIZE=0; ARCH=90; BENCH=1; BENCH_ARGS=""; TESTS=1; CALIBRATE=0; BENCH_MEASURED=0; COMPARE_V1=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) SANITIZE=1 ;;
     --arch) ARCH="$2"; shift ;;
     --bench-args) BENCH_ARGS="$2"; shift ;;
     --no-bench) BENCH=0 ;;
+    --no-tests) TESTS=0 ;;
+    --calibrate) CALIBRATE=1 ;;
+    --bench-measured) BENCH_MEASURED=1 ;;
+    --compare-v1) COMPARE_V1="$2"; shift ;;
     *) echo "device.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -87,10 +97,12 @@ echo "build: $(( $(date +%s) - t0 )) s"
 
 # ---- GPU tests
 GPU_TESTS=$(ls "$BUILD"/tests/fgtest_gpu_test_gpu 2>/dev/null)
-if [ -z "$GPU_TESTS" ]; then
+if [ $TESTS = 0 ]; then
+  SUMMARY+=("gpu tests: skipped (--no-tests)")
+elif [ -z "$GPU_TESTS" ]; then
   SUMMARY+=("gpu tests: NOT BUILT")
 else
-  (cd "$BUILD" && ctest -R '^gpu\.' -j 6 --output-on-failure --timeout 600) >"$LOGDIR/ctest-gpu.log" 2>&1
+  (cd "$BUILD" && ctest -R '^gpu\.' -j 6 --output-on-failure --timeout "${FG_CTEST_TIMEOUT:-600}") >"$LOGDIR/ctest-gpu.log" 2>&1
   rc=$?
   grep -E "tests passed|Test +#|Failed|FAILED" "$LOGDIR/ctest-gpu.log" | tail -15
   [ $rc -ne 0 ] && grep -B2 -A25 "FAILED\|\[  ERROR" "$LOGDIR/ctest-gpu.log" | head -60
@@ -121,7 +133,37 @@ if [ $BENCH = 1 ] && [ -x "$BUILD/perf/forgeattn-bench" ]; then
   SUMMARY+=("bench: see table below (rc in line above)")
 fi
 
+# ---- calibration: measured table, its check, and the bench planned with it
+if [ $CALIBRATE = 1 ] && [ -x "$BUILD/perf/forgeattn-calibrate" ]; then
+  TABLE="$LOGDIR/calibrated.txt"
+  timeout "${FG_CALIBRATE_TIMEOUT:-240}" "$BUILD/perf/forgeattn-calibrate" -o "$TABLE" >"$LOGDIR/calibrate.txt" 2>&1
+  echo "calibrate rc=$?"
+  if [ -f "$TABLE" ]; then  # name it as cost_model/ does: <arch>-<units>-measured.txt
+    n="$(awk -F' *= *' '$1=="arch"{a=$2} $1=="compute_units"{u=$2} END{print a "-" u}' "$TABLE")-measured.txt"
+    mv "$TABLE" "$LOGDIR/$n" && TABLE="$LOGDIR/$n"; echo "table: $TABLE"
+  fi
+  tr '\r' '\n' <"$LOGDIR/calibrate.txt" | grep -E "fitted|wrote|rate|GB/s|task" | tail -12
+  if [ -f "$TABLE" ]; then
+    timeout "${FG_CALIBRATE_TIMEOUT:-240}" "$BUILD/perf/forgeattn-calibrate" --check "$TABLE" >"$LOGDIR/check.txt" 2>&1
+    echo "check rc=$?"; grep -E "^\||table" "$LOGDIR/check.txt"
+    if [ $BENCH_MEASURED = 1 ]; then
+      FG_CALIBRATION="$TABLE" timeout "${FG_BENCH_TIMEOUT:-300}" "$BUILD/perf/forgeattn-bench" --backend cuda --full \
+        --markdown --json "$LOGDIR/bench-measured.jsonl" $BENCH_ARGS >"$LOGDIR/bench-measured.txt" 2>&1
+      echo "bench (measured table) rc=$?"
+      SUMMARY+=("bench planned with the measured table: bench-measured.txt")
+    fi
+  fi
+fi
+# ---- the first kernel version on some workloads, for a same-run comparison
+if [ -n "$COMPARE_V1" ] && [ -x "$BUILD/perf/forgeattn-bench" ]; then
+  FG_GPU_KERNEL=1 timeout 200 "$BUILD/perf/forgeattn-bench" --backend cuda --full --markdown \
+    --only "$COMPARE_V1" $BENCH_ARGS >"$LOGDIR/bench-v1.txt" 2>&1
+  echo "bench v1 rc=$?"
+fi
+
 echo "==== summary"
 for s in "${SUMMARY[@]}"; do echo "  $s"; done
+[ -f "$LOGDIR/bench-v1.txt" ] && { echo "---- v1 kernel (FG_GPU_KERNEL=1)"; grep -E "^\|" "$LOGDIR/bench-v1.txt"; }
+[ -f "$LOGDIR/bench-measured.txt" ] && { echo "---- planned with the measured table"; grep -E "^\|" "$LOGDIR/bench-measured.txt"; }
 [ -f "$LOGDIR/bench.txt" ] && tail -40 "$LOGDIR/bench.txt"
 exit 0

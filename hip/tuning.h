@@ -20,7 +20,9 @@ typedef struct fg_kernel_tuning {
 } fg_kernel_tuning;
 
 /* The first matching row wins; the last row is the fallback. sm_80 and sm_90 run the
- * same mma.sync kernel (m16n8k16, cp.async double buffering, 4 warps of 16 rows);
+ * same mma.sync kernel (hip/attention.hip partial_mma: m16n8k16, cp.async double
+ * buffering of 64-token KV tiles, 4 warps of 16 rows; the experimental partial_mma3,
+ * FG_GPU_KERNEL=3, uses 32-token tiles in 4 stages and is not described here);
  * AMD targets run the portable path until the MFMA tiles land. */
 static const fg_kernel_tuning fg_kernel_tuning_table[] = {
     {"sm_9", 1, 64, 64, 128, 2, 2},
