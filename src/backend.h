@@ -57,6 +57,9 @@ typedef struct fg_backend_ops {
     /* Time `reps` calls of fn(arg) on `stream` with events: median microseconds per call. */
     fg_status (*time_us)(void *state, void (*fn)(void *), void *arg, int reps, void *stream,
                          double *median_us, char *msg, size_t msg_len);
+    /* Measure the matrix units' rate (fp16 inputs, fp32 accumulation) with a kernel that keeps
+     * its operands in registers: the ceiling that benchmark floors use, TFLOP/s. May be NULL. */
+    fg_status (*matrix_tflops)(void *state, double *tflops, char *msg, size_t msg_len);
 } fg_backend_ops;
 
 /* Defined by hip/backend.hip when a GPU backend is compiled in (FG_HAVE_CUDA or FG_HAVE_HIP);
