@@ -509,11 +509,7 @@ static void t_tree_invalid(void **state) {
 
 static int setup(void **state) {
     (void)state;
-    fg_context_options o;
-    fg_context_options_init(&o);
-    o.backend = FG_BACKEND_CPU;
-    o.num_threads = 2;
-    return fg_context_create(&o, &g_ctx) == FG_SUCCESS ? 0 : -1;
+    return fgt_cpu_context(2, &g_ctx) == FG_SUCCESS ? 0 : -1;
 }
 
 static int teardown(void **state) {

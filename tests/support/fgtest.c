@@ -876,3 +876,11 @@ fg_status fgt_run_cpu(fg_context ctx, const fg_attn_desc *a, const fgt_batch *b,
     fg_plan_destroy(plan);
     return st;
 }
+
+fg_status fgt_cpu_context(int32_t threads, fg_context *ctx) {
+    fg_context_options o;
+    fg_context_options_init(&o);
+    o.backend = FG_BACKEND_CPU;
+    o.num_threads = threads;
+    return fg_context_create(&o, ctx);
+}

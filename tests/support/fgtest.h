@@ -102,6 +102,10 @@ double fgt_tolerance_lse(fg_dtype q_dtype);
 int fgt_compare(const fg_attn_desc *a, const fgt_batch *b, const fgt_tensors *t,
                 const double *o_ref, const double *lse_ref, fgt_cmp *cmp);
 
+/* A CPU-backend context with `threads` workers (tests pin the count so that plans, and so
+ * results, do not depend on the machine). */
+fg_status fgt_cpu_context(int32_t threads, fg_context *ctx);
+
 /* Convenience: create a plan, size and upload the workspace (host memory for a CPU
  * context; the GPU variant lives in tests/gpu), run, destroy. Returns the fg_status. */
 fg_status fgt_run_cpu(fg_context ctx, const fg_attn_desc *a, const fgt_batch *b,
