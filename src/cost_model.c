@@ -117,27 +117,29 @@ double fg_cost_gather_eff(const fg_cost_params *p, int32_t page_size) {
     return 1.0 / (1.0 + (1.0 / e16 - 1.0) * 16.0 / ps);
 }
 
-static int64_t pad_up(int64_t x, int32_t g) { return g > 1 ? (x + g - 1) / g * g : x; }
+void fg_cost_fast_init(const fg_cost_params *p, const fg_cost_shape *s, fg_cost_fast *f) {
+    double blocks = fg_cost_blocks(p);
+    f->s = *s;
+    f->pad_rows = p->pad_rows;
+    f->pad_kv = p->pad_kv;
+    f->bw = p->copy_gbs * 1e3 / blocks; /* bytes per microsecond per block */
+    f->bw_eff = f->bw * fg_cost_gather_eff(p, s->page_size);
+    f->mma_rate = p->mma_tflops_f16 * 1e6 / blocks;
+    f->fma_rate = p->fma_tflops_f32 * 1e6 / blocks;
+}
 
 double fg_cost_mem_us(const fg_cost_params *p, const fg_cost_shape *s, int32_t rows,
                       int32_t partial_rows, int64_t kv_tokens) {
-    double blocks = fg_cost_blocks(p);
-    int64_t m = (int64_t)rows * s->group, mp = (int64_t)partial_rows * s->group;
-    double kv_bytes = (double)kv_tokens * ((int64_t)s->head_dim_qk + s->head_dim_v) * s->kv_elem_bytes;
-    double q_bytes = (double)m * s->head_dim_qk * s->q_elem_bytes;
-    double o_bytes = (double)(m - mp) * s->head_dim_v * s->q_elem_bytes + (double)mp * (s->head_dim_v + 1) * 4.0;
-    double bw = p->copy_gbs * 1e3 / blocks; /* bytes per microsecond per block */
-    return kv_bytes / (bw * fg_cost_gather_eff(p, s->page_size)) + (q_bytes + o_bytes) / bw;
+    fg_cost_fast f;
+    fg_cost_fast_init(p, s, &f);
+    return fg_cost_fast_mem_us(&f, rows, partial_rows, kv_tokens);
 }
 
 double fg_cost_compute_us(const fg_cost_params *p, const fg_cost_shape *s, int32_t rows,
                           int64_t kv_tokens) {
-    double blocks = fg_cost_blocks(p);
-    double mp = (double)pad_up((int64_t)rows * s->group, p->pad_rows);
-    double kp = (double)pad_up(kv_tokens, p->pad_kv);
-    double flops = 2.0 * mp * kp * ((double)s->head_dim_qk + s->head_dim_v);
-    /* Online softmax: ~8 non-matrix flops per score (scale, max, exp, sum). */
-    return flops / (p->mma_tflops_f16 * 1e6 / blocks) + 8.0 * mp * kp / (p->fma_tflops_f32 * 1e6 / blocks);
+    fg_cost_fast f;
+    fg_cost_fast_init(p, s, &f);
+    return fg_cost_fast_compute_us(&f, rows, kv_tokens);
 }
 
 double fg_cost_task_us(const fg_cost_params *p, const fg_cost_shape *s, int32_t rows,

@@ -62,6 +62,41 @@ double fg_cost_gather_eff(const fg_cost_params *p, int32_t page_size);
 /* Persistent blocks the device runs at once (compute_units x blocks_per_unit, >= 1). */
 int32_t fg_cost_blocks(const fg_cost_params *p);
 
+/* The per-(device, shape) constants of fg_cost_mem_us / fg_cost_compute_us, computed once
+ * so that a planner evaluating thousands of tasks skips the repeated divisions. The
+ * fast functions evaluate exactly the same expressions on the same values (they are the
+ * implementation of the public ones), so their results are bit-identical. */
+typedef struct fg_cost_fast {
+    fg_cost_shape s;
+    int32_t pad_rows, pad_kv;
+    double bw;        /* copy bytes per microsecond per block */
+    double bw_eff;    /* bw x gather efficiency at the shape's page size */
+    double mma_rate;  /* matrix flops per microsecond per block */
+    double fma_rate;  /* non-matrix flops per microsecond per block */
+} fg_cost_fast;
+
+void fg_cost_fast_init(const fg_cost_params *p, const fg_cost_shape *s, fg_cost_fast *f);
+
+static inline double fg_cost_fast_mem_us(const fg_cost_fast *f, int32_t rows, int32_t partial_rows,
+                                         int64_t kv_tokens) {
+    const fg_cost_shape *s = &f->s;
+    int64_t m = (int64_t)rows * s->group, mp = (int64_t)partial_rows * s->group;
+    double kv_bytes = (double)kv_tokens * ((int64_t)s->head_dim_qk + s->head_dim_v) * s->kv_elem_bytes;
+    double q_bytes = (double)m * s->head_dim_qk * s->q_elem_bytes;
+    double o_bytes = (double)(m - mp) * s->head_dim_v * s->q_elem_bytes + (double)mp * (s->head_dim_v + 1) * 4.0;
+    return kv_bytes / f->bw_eff + (q_bytes + o_bytes) / f->bw;
+}
+
+static inline double fg_cost_fast_compute_us(const fg_cost_fast *f, int32_t rows, int64_t kv_tokens) {
+    const fg_cost_shape *s = &f->s;
+    int64_t m = (int64_t)rows * s->group;
+    double mp = (double)(f->pad_rows > 1 ? (m + f->pad_rows - 1) / f->pad_rows * f->pad_rows : m);
+    double kp = (double)(f->pad_kv > 1 ? (kv_tokens + f->pad_kv - 1) / f->pad_kv * f->pad_kv : kv_tokens);
+    double flops = 2.0 * mp * kp * ((double)s->head_dim_qk + s->head_dim_v);
+    /* Online softmax: ~8 non-matrix flops per score (scale, max, exp, sum). */
+    return flops / f->mma_rate + 8.0 * mp * kp / f->fma_rate;
+}
+
 /* Whole-step prediction: the scheduled makespan plus launches plus the merge of
  * merge_rows partial rows (q token x query head, each with its partial count). */
 double fg_cost_step_us(const fg_cost_params *p, double makespan_us, int64_t merge_rows,

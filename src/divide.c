@@ -94,23 +94,42 @@ typedef struct dctx {
     int32_t rpb;     /* q tokens per row block */
     int packed;      /* kernel packs all segments of an item into shared tiles (GPU) */
     int32_t *mc;     /* min_chunk memo: [3][rpb + 1] for relax 1, 2, MAX_RELAX (0 = unknown), or NULL */
+    fg_cost_fast fc; /* the cost model's constants for this shape */
+    struct icache {  /* item_cost memo, direct mapped (identical groups recur) */
+        int32_t rows, partial;
+        int64_t kv, fold_kv;
+        double fold_cmp, v;
+    } *ic;
 } dctx;
+
+#define IC_SIZE 64
 
 /* Compute time of one folded segment in an item: a padding kernel computes every row
  * of the item over the packed stream; the CPU computes only the rows that see it. */
 static double fold_compute_us(const dctx *c, int32_t item_rows, int32_t seeing, int32_t len) {
-    if (c->packed) return fg_cost_compute_us(c->p, &c->sh, item_rows, len) -
-                          fg_cost_compute_us(c->p, &c->sh, item_rows, 0);
-    return fg_cost_compute_us(c->p, &c->sh, seeing, len);
+    if (c->packed) return fg_cost_fast_compute_us(&c->fc, item_rows, len) -
+                          fg_cost_fast_compute_us(&c->fc, item_rows, 0);
+    return fg_cost_fast_compute_us(&c->fc, seeing, len);
 }
 
 /* One item: `rows` tokens (`partial` of them partial) over a main segment of kv tokens
  * plus folded segments (fold_kv tokens, fold_cmp compute). */
 static double item_cost(const dctx *c, int32_t rows, int32_t partial, int64_t kv, int64_t fold_kv,
                         double fold_cmp) {
-    double mem = fg_cost_mem_us(c->p, &c->sh, rows, partial, kv + fold_kv);
-    double cmp = fg_cost_compute_us(c->p, &c->sh, rows, kv) + fold_cmp;
-    return (mem > cmp ? mem : cmp) + c->p->task_fixed_us;
+    struct icache *e = NULL;
+    if (c->ic) {
+        uint64_t h = (uint64_t)rows * 0x9E3779B97F4A7C15ull ^ (uint64_t)partial * 0xC2B2AE3D27D4EB4Full ^
+                     (uint64_t)kv * 0x165667B19E3779F9ull ^ (uint64_t)fold_kv * 0x27D4EB2F165667C5ull;
+        e = &c->ic[(h >> 32) & (IC_SIZE - 1)];
+        if (e->rows == rows && e->partial == partial && e->kv == kv && e->fold_kv == fold_kv &&
+            memcmp(&e->fold_cmp, &fold_cmp, sizeof fold_cmp) == 0)
+            return e->v;
+    }
+    double mem = fg_cost_fast_mem_us(&c->fc, rows, partial, kv + fold_kv);
+    double cmp = fg_cost_fast_compute_us(&c->fc, rows, kv) + fold_cmp;
+    double v = (mem > cmp ? mem : cmp) + c->p->task_fixed_us;
+    if (e) *e = (struct icache){rows, partial, kv, fold_kv, fold_cmp, v};
+    return v;
 }
 
 /* How far balance may push chunks below the minimum when the device would otherwise
@@ -141,8 +160,9 @@ static int32_t min_chunk_m(const dctx *c, int32_t rows, int32_t relax) {
 }
 
 int32_t fg_divide_min_chunk(const fg_divide_input *in, const fg_cost_params *cost, int32_t rows) {
-    dctx c = {in, cost, {in->group, in->head_dim_qk, in->head_dim_v, in->q_elem_bytes, in->kv_elem_bytes,
-                         in->page_size}, 1, cost->pad_rows > 1, NULL};
+    dctx c = {.in = in, .p = cost, .sh = {in->group, in->head_dim_qk, in->head_dim_v, in->q_elem_bytes,
+                                          in->kv_elem_bytes, in->page_size},
+              .rpb = 1, .packed = cost->pad_rows > 1};
     return min_chunk(&c, rows, MAX_RELAX);
 }
 
@@ -166,16 +186,43 @@ static void geometry(int32_t L, int32_t want, int32_t tile, int32_t *size, int32
 
 typedef struct crun { double c; int64_t n; } crun;
 
-static int crun_cmp(const void *a, const void *b) {
-    const crun *x = a, *y = b;
-    return x->c > y->c ? -1 : (x->c < y->c);
+/* Stable sort of runs by cost, largest first: the order glibc's qsort (a stable merge
+ * sort) gave, so the mean below sums in the same order. Insertion sort on short
+ * stretches, then bottom-up merges through tmp[n]; no callbacks. */
+static void sort_cruns(crun *a, crun *tmp, int64_t n) {
+    const int64_t S = 16;
+    for (int64_t lo = 0; lo < n; lo += S) {
+        int64_t hi = lo + S < n ? lo + S : n;
+        for (int64_t i = lo + 1; i < hi; i++) {
+            crun x = a[i];
+            int64_t j = i;
+            while (j > lo && a[j - 1].c < x.c) { a[j] = a[j - 1]; j--; }
+            a[j] = x;
+        }
+    }
+    crun *src = a, *dst = tmp;
+    for (int64_t w = S; w < n; w *= 2) {
+        for (int64_t lo = 0; lo < n; lo += 2 * w) {
+            int64_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+            int64_t i = lo, j = mid, k = lo;
+            if (mid < hi && !(src[mid - 1].c < src[mid].c)) {
+                memcpy(dst + lo, src + lo, sizeof(crun) * (size_t)(hi - lo));
+                continue;
+            }
+            while (i < mid && j < hi) dst[k++] = src[i].c < src[j].c ? src[j++] : src[i++];
+            while (i < mid) dst[k++] = src[i++];
+            while (j < hi) dst[k++] = src[j++];
+        }
+        crun *t = src; src = dst; dst = t;
+    }
+    if (src != a) memcpy(a, src, sizeof(crun) * (size_t)n);
 }
 
 /* LPT makespan of the task multiset (the scheduler adds improvement passes on top).
  * lpt_c / lpt_n / scratch are caller buffers (runs, runs, fg_lpt_scratch_ints(blocks)). */
-static double lpt_makespan(crun *runs, int64_t nr, int32_t blocks, double *load, double *mean,
+static double lpt_makespan(crun *runs, crun *tmp, int64_t nr, int32_t blocks, double *load, double *mean,
                            double *lpt_c, int64_t *lpt_n, int32_t *scratch) {
-    qsort(runs, (size_t)nr, sizeof *runs, crun_cmp);
+    sort_cruns(runs, tmp, nr);
     int64_t tasks = 0;
     double total = 0.0;
     for (int64_t i = 0; i < nr; i++) { tasks += runs[i].n; total += runs[i].c * (double)runs[i].n; }
@@ -220,7 +267,7 @@ static int better(const eval_result *a, const eval_result *b) {
 
 /* LPT estimate of the division the groups' current geometry describes. -1: out of memory. */
 static int evaluate(const dctx *c, const fg_forest *f, const grp *G, int64_t NG, const int32_t *host,
-                    vec *runs, double *load, vec *lc, vec *ln, int32_t *scr, eval_result *r) {
+                    vec *runs, vec *rtmp, double *load, vec *lc, vec *ln, int32_t *scr, eval_result *r) {
     const int32_t H = c->in->kv_head_count;
     runs->n = 0;
     int64_t merge_rows = 0, tasks = 0;
@@ -242,8 +289,8 @@ static int evaluate(const dctx *c, const fg_forest *f, const grp *G, int64_t NG,
         x->n = H;
         tasks += (int64_t)cnt * H;
     }
-    if (vec_reserve(lc, runs->n) || vec_reserve(ln, runs->n)) return -1;
-    r->mk = lpt_makespan(runs->p, runs->n, c->in->num_blocks, load, &r->mean, lc->p, ln->p, scr);
+    if (vec_reserve(lc, runs->n) || vec_reserve(ln, runs->n) || vec_reserve(rtmp, runs->n)) return -1;
+    r->mk = lpt_makespan(runs->p, rtmp->p, runs->n, c->in->num_blocks, load, &r->mean, lc->p, ln->p, scr);
     r->imb = r->mean > 0.0 ? r->mk / r->mean : 1.0;
     r->step = fg_cost_step_us(c->p, r->mk, merge_rows * c->in->group * H, merge_rows ? 2 : 1);
     r->tasks = tasks;
@@ -260,15 +307,20 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
     memset(out, 0, sizeof *out);
     const fg_forest *f = in->forest;
     const int32_t N = f->num_nodes, R = in->num_requests, H = in->kv_head_count;
-    dctx c = {in, cost, {in->group, in->head_dim_qk, in->head_dim_v, in->q_elem_bytes, in->kv_elem_bytes,
-                         in->page_size}, cost->tile_rows / in->group, cost->pad_rows > 1, NULL};
+    dctx c = {.in = in, .p = cost, .sh = {in->group, in->head_dim_qk, in->head_dim_v, in->q_elem_bytes,
+                                          in->kv_elem_bytes, in->page_size},
+              .rpb = cost->tile_rows / in->group, .packed = cost->pad_rows > 1};
     if (c.rpb < 1) c.rpb = 1;
+    fg_cost_fast_init(cost, &c.sh, &c.fc);
+    struct icache ic_memo[IC_SIZE];
+    for (int i = 0; i < IC_SIZE; i++) ic_memo[i].rows = -1; /* no real item has -1 rows */
+    c.ic = ic_memo;
     int32_t *mc_memo = calloc((size_t)3 * (size_t)(c.rpb + 1), sizeof(int32_t));
     c.mc = mc_memo;
     const int32_t Q = in->q_indptr[R];
 
     vec toks = {0, 0, 0, sizeof(int32_t)}, grps = {0, 0, 0, sizeof(grp)}, folds = {0, 0, 0, sizeof(fold_ent)};
-    vec runs = {0, 0, 0, sizeof(crun)};
+    vec runs = {0, 0, 0, sizeof(crun)}, rtmp = {0, 0, 0, sizeof(crun)};
     vec lc = {0, 0, 0, sizeof(double)}, ln = {0, 0, 0, sizeof(int64_t)};
     int32_t *lpt_scr = malloc(sizeof(int32_t) * (size_t)fg_lpt_scratch_ints(in->num_blocks));
     vec seg = {0, 0, 0, sizeof(fg_seg)}, row = {0, 0, 0, sizeof(fg_row)};
@@ -348,7 +400,7 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
         for (int32_t g = ga; g <= gb; g++) {
             int32_t s0 = G[g].t0 - ht0 > a ? G[g].t0 - ht0 : a;
             int32_t s1 = G[g].t0 - ht0 + G[g].nt < b ? G[g].t0 - ht0 + G[g].nt : b;
-            double mem = fg_cost_mem_us(cost, &c.sh, 0, 0, L);
+            double mem = fg_cost_fast_mem_us(&c.fc, 0, 0, L);
             double cmp = fold_compute_us(&c, G[g].nt, s1 - s0, L);
             extra += mem > cmp ? mem : cmp;
         }
@@ -419,7 +471,7 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
             geometry(L, (int32_t)(want < 1 ? 1 : want), cost->tile_kv, &G[g].size, &G[g].count);
         }
         eval_result r;
-        if (evaluate(&c, f, G, NG, host, &runs, load, &lc, &ln, lpt_scr, &r)) OOM();
+        if (evaluate(&c, f, G, NG, host, &runs, &rtmp, load, &lc, &ln, lpt_scr, &r)) OOM();
 #ifdef FG_DIVIDE_DEBUG
         fprintf(stderr, "relax=%d k=%g T=%.3f tasks=%lld mk=%.3f mean=%.3f imb=%.3f step=%.3f\n", relaxes[ki],
                 ks[ki], T, (long long)r.tasks, r.mk, r.mean, r.imb, r.step);
@@ -458,7 +510,7 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
             geometry(L, want, cost->tile_kv, &G[pick].size, &G[pick].count);
             if (G[pick].count <= oc) continue;
             eval_result r;
-            if (evaluate(&c, f, G, NG, host, &runs, load, &lc, &ln, lpt_scr, &r)) OOM();
+            if (evaluate(&c, f, G, NG, host, &runs, &rtmp, load, &lc, &ln, lpt_scr, &r)) OOM();
             evals++;
 #ifdef FG_DIVIDE_DEBUG
             fprintf(stderr, "refine group %lld -> %d chunks: mk=%.3f imb=%.3f step=%.3f\n", (long long)pick,
@@ -561,6 +613,7 @@ done:
     free(grps.p);
     free(folds.p);
     free(runs.p);
+    free(rtmp.p);
     free(lc.p);
     free(ln.p);
     free(lpt_scr);

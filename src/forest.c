@@ -58,20 +58,6 @@ void fg_forest_free(fg_forest *f) {
     memset(f, 0, sizeof *f);
 }
 
-/* Stable merge sort of int32 ids by a key array (ties keep input order). */
-static void sort_by_key(int32_t *ids, int32_t *tmp, int32_t n, const int64_t *key) {
-    for (int32_t w = 1; w < n; w *= 2) {
-        for (int32_t lo = 0; lo < n; lo += 2 * w) {
-            int32_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
-            int32_t i = lo, j = mid, k = lo;
-            while (i < mid && j < hi) tmp[k++] = key[ids[j]] < key[ids[i]] ? ids[j++] : ids[i++];
-            while (i < mid) tmp[k++] = ids[i++];
-            while (j < hi) tmp[k++] = ids[j++];
-        }
-        memcpy(ids, tmp, sizeof(int32_t) * (size_t)n);
-    }
-}
-
 /*
  * Number the raw tree's nodes in DFS preorder. req_order lists the requests in the
  * order ranks are given (requests ending at a node rank before the node's children;
@@ -106,7 +92,16 @@ static fg_status finalize(const raw_tree *t, int32_t R, const int32_t *req_end,
     int32_t kept = 0;
     for (int32_t v = 0; v < n; v++)
         if (first[v] != INT64_MAX) ids[kept++] = v;
-    sort_by_key(ids, tmp, kept, first);
+    {
+        /* Stable counting sort by first request (keys are ranks in [0, R)). */
+        int32_t *cnt = calloc((size_t)R + 1, sizeof(int32_t));
+        if (!cnt) goto done;
+        for (int32_t i = 0; i < kept; i++) cnt[first[ids[i]] + 1]++;
+        for (int32_t r = 0; r < R; r++) cnt[r + 1] += cnt[r];
+        for (int32_t i = 0; i < kept; i++) tmp[cnt[first[ids[i]]]++] = ids[i];
+        memcpy(ids, tmp, sizeof(int32_t) * (size_t)kept);
+        free(cnt);
+    }
     for (int32_t i = 0; i < kept; i++) {
         int32_t p = t->parent[ids[i]];
         child_off[(p < 0 ? n : p) + 1]++;
@@ -230,21 +225,43 @@ static int cmp_from(const sort_ctx *c, int32_t a, int32_t b, int32_t h, int32_t 
 
 /*
  * Stable order of the requests by cmp_from, with lcp[s] = pages shared by ids[s - 1]
- * and ids[s]. Bottom-up merge sort that carries each element's common prefix with the
+ * and ids[s]. Natural merge sort that carries each element's common prefix with the
  * last element output (the LCP merge of Ng and Kakehi): a comparison starts where the
  * two candidates are known to agree, so the pages compared in all are about the pages
  * that tell requests apart (plus R log R), not R log R whole tables.
  */
 static void sort_requests(const sort_ctx *c, int32_t *ids, int32_t *lcp, int32_t *tid, int32_t *tlcp, int32_t n) {
-    for (int32_t s = 0; s < n; s++) lcp[s] = 0;
-    for (int32_t w = 1; w < n; w *= 2) {
-        for (int32_t lo = 0; lo < n; lo += 2 * w) {
-            int32_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
-            int32_t i = lo, j = mid, k = lo;
-            if (mid == hi) {
-                for (; i < hi; i++) { tid[i] = ids[i]; tlcp[i] = lcp[i]; }
+    /* Natural runs: one pass finds the ascending stretches of the input and the common
+     * prefix of every adjacent pair inside them (an input already in order, as batches
+     * built in tree order are, is then sorted by this pass alone); then runs are merged
+     * pairwise. The order is the unique one cmp_from defines (index breaks ties), and the
+     * lcps are those of the adjacent pairs, so the result is the plain merge sort's.
+     * tlcp holds 2n + 1 ints: the run starts (and n), then the merge's output lcps. */
+    int32_t nruns = 0;
+    int32_t *run = tlcp;
+    if (n > 0) { lcp[0] = 0; run[nruns++] = 0; }
+    for (int32_t s = 1; s < n; s++) {
+        int32_t m;
+        if (cmp_from(c, ids[s], ids[s - 1], 0, &m)) { /* ids[s] < ids[s - 1]: a new run */
+            lcp[s] = 0;
+            run[nruns++] = s;
+        } else {
+            lcp[s] = m;
+        }
+    }
+    run[nruns] = n;
+    int32_t *mlcp = tlcp + n + 1; /* merge output lcps: n entries after the run starts */
+    while (nruns > 1) {
+        int32_t out_runs = 0;
+        for (int32_t r = 0; r < nruns; r += 2) {
+            int32_t lo = run[r];
+            run[out_runs++] = lo; /* out_runs <= r / 2: run[r..r + 2] are read first */
+            if (r + 1 >= nruns) { /* the odd run out: copied */
+                for (int32_t i = lo; i < n; i++) { tid[i] = ids[i]; mlcp[i] = lcp[i]; }
                 continue;
             }
+            int32_t mid = run[r + 1], hi = run[r + 2]; /* run[nruns] == n */
+            int32_t i = lo, j = mid, k = lo;
             /* la, lb: pages the heads share with the last element output */
             int32_t la = 0, lb = 0;
             while (i < mid && j < hi) {
@@ -253,22 +270,21 @@ static void sort_requests(const sort_ctx *c, int32_t *ids, int32_t *lcp, int32_t
                 else if (la < lb) take_a = 0;
                 else {
                     int32_t m;
-                    take_a = !cmp_from(c, ids[j], ids[i], la, &m) ; /* b < a ? b : a (stable) */
+                    take_a = !cmp_from(c, ids[j], ids[i], la, &m); /* b < a ? b : a (stable) */
                     if (take_a) lb = m; else la = m;
-                    if (take_a) { tid[k] = ids[i]; tlcp[k++] = la; i++; la = i < mid ? lcp[i] : 0; }
-                    else { tid[k] = ids[j]; tlcp[k++] = lb; j++; lb = j < hi ? lcp[j] : 0; }
-                    continue;
                 }
-                if (take_a) { tid[k] = ids[i]; tlcp[k++] = la; i++; la = i < mid ? lcp[i] : 0; }
-                else { tid[k] = ids[j]; tlcp[k++] = lb; j++; lb = j < hi ? lcp[j] : 0; }
+                if (take_a) { tid[k] = ids[i]; mlcp[k++] = la; i++; la = i < mid ? lcp[i] : 0; }
+                else { tid[k] = ids[j]; mlcp[k++] = lb; j++; lb = j < hi ? lcp[j] : 0; }
             }
-            if (i < mid) { tid[k] = ids[i]; tlcp[k++] = la; i++; }
-            while (i < mid) { tid[k] = ids[i]; tlcp[k++] = lcp[i]; i++; }
-            if (j < hi) { tid[k] = ids[j]; tlcp[k++] = lb; j++; }
-            while (j < hi) { tid[k] = ids[j]; tlcp[k++] = lcp[j]; j++; }
+            if (i < mid) { tid[k] = ids[i]; mlcp[k++] = la; i++; }
+            while (i < mid) { tid[k] = ids[i]; mlcp[k++] = lcp[i]; i++; }
+            if (j < hi) { tid[k] = ids[j]; mlcp[k++] = lb; j++; }
+            while (j < hi) { tid[k] = ids[j]; mlcp[k++] = lcp[j]; j++; }
         }
+        run[out_runs] = n;
+        nruns = out_runs;
         memcpy(ids, tid, sizeof(int32_t) * (size_t)n);
-        memcpy(lcp, tlcp, sizeof(int32_t) * (size_t)n);
+        memcpy(lcp, mlcp, sizeof(int32_t) * (size_t)n);
     }
 }
 
@@ -281,7 +297,7 @@ fg_status fg_forest_from_block_tables(const fg_batch_desc *batch, int32_t page_s
     int32_t *tmp = malloc(sizeof(int32_t) * (size_t)R);
     int32_t *req_end = malloc(sizeof(int32_t) * (size_t)R);
     int32_t *stack = malloc(sizeof(int32_t) * (size_t)(2 * R + 1));
-    int32_t *lcp = malloc(sizeof(int32_t) * (size_t)R * 3);
+    int32_t *lcp = malloc(sizeof(int32_t) * ((size_t)R * 3 + 2));
     int32_t *node_begin = malloc(sizeof(int32_t) * (size_t)(2 * R + 1));
     int ok = raw_reserve(&t, 2 * R + 1);
     fg_status st;

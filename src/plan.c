@@ -125,11 +125,19 @@ static fg_status validate_batch(const fg_batch_desc *b, int32_t page_size, int32
             return fg_fail(FG_ERR_SHAPE_MISMATCH,
                            "fg_plan_create: request %d lists %lld pages (page_indptr) but kv_len[%d] = %d "
                            "needs %lld of %d tokens", r, (long long)(hi - lo), r, kv, (long long)need, page_size);
-        for (int64_t i = lo; i < hi; i++)
-            if (b->page_indices[i] < 0 || b->page_indices[i] >= b->num_pages)
-                return fg_fail(FG_ERR_PAGE_OUT_OF_RANGE,
-                               "fg_plan_create: batch->page_indices[%lld] = %d (request %d) is outside 0..%d",
-                               (long long)i, b->page_indices[i], r, b->num_pages - 1);
+        /* Branch-free (vectorisable) range check; the slow scan only names the culprit. */
+        uint32_t bad = 0;
+        const uint32_t np = (uint32_t)b->num_pages;
+        const int32_t *pg = b->page_indices + lo;
+        const int32_t npg = (int32_t)(hi - lo);
+        for (int32_t i = 0; i < npg; i++) bad |= (uint32_t)pg[i] >= np;
+        if (bad) {
+            for (int64_t i = lo; i < hi; i++)
+                if (b->page_indices[i] < 0 || b->page_indices[i] >= b->num_pages)
+                    return fg_fail(FG_ERR_PAGE_OUT_OF_RANGE,
+                                   "fg_plan_create: batch->page_indices[%lld] = %d (request %d) is outside 0..%d",
+                                   (long long)i, b->page_indices[i], r, b->num_pages - 1);
+        }
     }
     *num_qtok = (int32_t)q_total;
     return FG_SUCCESS;
@@ -334,7 +342,22 @@ static fg_status build_work_list(fg_plan p, const candidate *c, const fg_batch_d
         h = malloc((size_t)L->list_bytes);
         if (!h) return fg_fail(FG_ERR_OUT_OF_MEMORY, "fg_plan_create: out of host memory for the work list");
     }
-    memset(h, 0, (size_t)L->list_bytes);
+    /* Zero only the alignment padding between the lists (every list byte is written below). */
+    {
+        const int64_t end[10][2] = {
+            {L->item_seg_off + (int64_t)sizeof(int32_t) * (d->num_items + 1), L->seg},
+            {L->seg + (int64_t)sizeof(fg_seg) * d->num_segs, L->item_row_off},
+            {L->item_row_off + (int64_t)sizeof(int32_t) * (d->num_items + 1), L->row},
+            {L->row + (int64_t)sizeof(fg_row) * d->num_rows, L->block_task_off},
+            {L->block_task_off + (int64_t)sizeof(int32_t) * (c->num_blocks + 1), L->block_task},
+            {L->block_task + (int64_t)sizeof(int32_t) * c->num_tasks, L->page_off},
+            {L->page_off + (int64_t)sizeof(int32_t) * (b->num_requests + 1), L->page},
+            {L->page + (int64_t)sizeof(int32_t) * b->page_indptr[b->num_requests], L->merge_off},
+            {L->merge_off + (int64_t)sizeof(int32_t) * (p->num_qtok + 1), L->merge_slot},
+            {L->merge_slot + (int64_t)sizeof(int32_t) * c->num_merge, L->list_bytes}};
+        for (int k = 0; k < 10; k++)
+            if (end[k][1] > end[k][0]) memset(h + end[k][0], 0, (size_t)(end[k][1] - end[k][0]));
+    }
     p->list = h;
     memcpy(h + L->item_seg_off, d->item_seg_off, sizeof(int32_t) * ((size_t)d->num_items + 1));
     memcpy(h + L->seg, d->seg, sizeof(fg_seg) * (size_t)d->num_segs);

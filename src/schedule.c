@@ -16,10 +16,36 @@
  * such a run, so sorting runs instead of tasks is the same order at 1/heads the work. */
 typedef struct run { double c; int32_t first, len; } run;
 
-static int run_cmp(const void *a, const void *b) {
-    const run *x = a, *y = b;
-    if (x->c != y->c) return x->c > y->c ? -1 : 1;
-    return x->first < y->first ? -1 : (x->first > y->first);
+/* Stable sort of runs by cost, largest first: runs are built in task order, so this is
+ * the (cost descending, first task ascending) order, a total order. Insertion sort on
+ * short stretches, then bottom-up merges through tmp[n]; no callbacks. */
+static void sort_runs(run *a, run *tmp, int32_t n) {
+    const int32_t S = 16;
+    for (int32_t lo = 0; lo < n; lo += S) {
+        int32_t hi = lo + S < n ? lo + S : n;
+        for (int32_t i = lo + 1; i < hi; i++) {
+            run x = a[i];
+            int32_t j = i;
+            while (j > lo && a[j - 1].c < x.c) { a[j] = a[j - 1]; j--; }
+            a[j] = x;
+        }
+    }
+    run *src = a, *dst = tmp;
+    for (int32_t w = S; w < n; w *= 2) {
+        for (int32_t lo = 0; lo < n; lo += 2 * w) {
+            int32_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+            int32_t i = lo, j = mid, k = lo;
+            if (mid < hi && !(src[mid - 1].c < src[mid].c)) { /* already in order */
+                memcpy(dst + lo, src + lo, sizeof(run) * (size_t)(hi - lo));
+                continue;
+            }
+            while (i < mid && j < hi) dst[k++] = src[i].c < src[j].c ? src[j++] : src[i++];
+            while (i < mid) dst[k++] = src[i++];
+            while (j < hi) dst[k++] = src[j++];
+        }
+        run *t = src; src = dst; dst = t;
+    }
+    if (src != a) memcpy(a, src, sizeof(run) * (size_t)n);
 }
 
 /* ------------------------------------------------------------------ exact LPT core */
@@ -58,12 +84,16 @@ static void sort_blocks(const double *load, int32_t *ord, int32_t *tmp, int32_t 
     }
 }
 
-int32_t fg_lpt_scratch_ints(int32_t num_blocks) { return 4 * num_blocks + 4; }
+/* ord[B], tmp[B], then the queue: 2B + LPT_QPAD entries, so that compacting it (a move
+ * of at most B live entries) happens once per B + LPT_QPAD tasks, not every B. */
+#define LPT_QPAD 1024
+int32_t fg_lpt_scratch_ints(int32_t num_blocks) { return 4 * num_blocks + LPT_QPAD + 4; }
 
 void fg_lpt(const double *cost, const int64_t *count, int32_t num_runs, int32_t num_blocks,
             double *load, int32_t *assign, int32_t *scratch) {
     const int32_t B = num_blocks;
-    int32_t *ord = scratch, *q = scratch + B, *tmp = scratch + 3 * B;
+    int32_t *ord = scratch, *tmp = scratch + B, *q = scratch + 2 * B;
+    const int32_t qcap = 2 * B + LPT_QPAD;
     for (int32_t b = 0; b < B; b++) { load[b] = 0.0; ord[b] = b; }
     int sorted = 1; /* ord sorted by key; otherwise a binary heap (a sorted array is both) */
     int64_t at = 0;
@@ -93,7 +123,7 @@ void fg_lpt(const double *cost, const int64_t *count, int32_t num_runs, int32_t 
          * blocks (sorted) and of the blocks already given a task of this class (kept
          * sorted: a block re-enters with load + c, never below one that left before it,
          * except when rounding ties two loads, which the insertion below orders). */
-        int32_t ai = 0, qh = 0, qt = 0; /* q[qh, qt) in a buffer of 2B */
+        int32_t ai = 0, qh = 0, qt = 0; /* q[qh, qt) in a buffer of qcap */
         for (int64_t i = 0; i < n; i++) {
             int32_t b;
             if (ai < B && (qh == qt || key_less(load, ord[ai], q[qh]))) b = ord[ai++];
@@ -101,7 +131,7 @@ void fg_lpt(const double *cost, const int64_t *count, int32_t num_runs, int32_t 
             if (assign) assign[at] = b;
             at++;
             load[b] += c;
-            if (qt == 2 * B) { /* compact: at most B live entries */
+            if (qt == qcap) { /* compact: at most B live entries */
                 memmove(q, q + qh, sizeof(int32_t) * (size_t)(qt - qh));
                 qt -= qh;
                 qh = 0;
@@ -211,12 +241,13 @@ fg_status fg_schedule(const double *task_cost_us, int32_t num_tasks, int32_t num
     fg_status st = FG_SUCCESS;
     /* one allocation for everything the scheduler needs */
     size_t T1 = (size_t)(num_tasks > 0 ? num_tasks : 1), B = (size_t)num_blocks;
-    size_t bytes = sizeof(run) * T1 + sizeof(double) * (T1 + B) + sizeof(int64_t) * T1 +
+    size_t bytes = sizeof(run) * 2 * T1 + sizeof(double) * (T1 + B) + sizeof(int64_t) * T1 +
                    sizeof(int32_t) * (2 * T1 + B + (size_t)fg_lpt_scratch_ints(num_blocks));
     char *arena = malloc(bytes);
     if (!arena) return fg_fail(FG_ERR_OUT_OF_MEMORY, "fg_schedule: out of host memory");
     run *runs = (run *)arena;
-    double *rc = (double *)(runs + T1);
+    run *runs_tmp = runs + T1;
+    double *rc = (double *)(runs_tmp + T1);
     double *load = rc + T1;
     int64_t *rn = (int64_t *)(load + B);
     int32_t *assign = (int32_t *)(rn + T1);
@@ -228,7 +259,9 @@ fg_status fg_schedule(const double *task_cost_us, int32_t num_tasks, int32_t num
         if (nr && runs[nr - 1].c == task_cost_us[t]) runs[nr - 1].len++;
         else runs[nr++] = (run){task_cost_us[t], t, 1};
     }
-    qsort(runs, (size_t)nr, sizeof(run), run_cmp);
+    sort_runs(runs, runs_tmp, nr);
+    rc[0] = 0.0; /* T1 >= 1; keeps GCC's maybe-uninitialized analysis quiet when nr == 0 */
+    rn[0] = 0;
     for (int32_t k = 0; k < nr; k++) { rc[k] = runs[k].c; rn[k] = runs[k].len; }
     fg_lpt(rc, rn, nr, num_blocks, load, seq, scr);
     for (int32_t k = 0, at = 0; k < nr; k++)
