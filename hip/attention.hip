@@ -13,8 +13,10 @@
  *    16-byte cp.async into a double-buffered, swizzled shared-memory tile. The item's
  *    segments are concatenated into one stream of KV positions, so short segments
  *    (folded nodes) share a tile instead of each padding one; the per-column segment
- *    rank range and position become the mask.
- *  - portable path (AMD for now, and any tensor whose strides defeat 16-byte loads):
+ *    rank range and position become the mask. Default kernel: partial_mma4 (v4), whose
+ *    tile rows' page lookups are built one step ahead in a shared-memory table.
+ *  - AMD CDNA (gfx908/gfx90a/gfx940): the MFMA kernel of hip/partial_mfma.hip.
+ *  - portable path (other AMD targets, and any tensor whose strides defeat 16-byte loads):
  *    one wave per query row, lanes across head dims, wave-wide dot products through
  *    the shuffle wrapper.
  * Both: online softmax in base 2 with the scale folded in (exp2 is one instruction),
@@ -26,6 +28,7 @@
 
 #include "compat.h"
 #include "kernels.h"
+#include "partial_mfma.h"
 
 namespace {
 
@@ -202,6 +205,8 @@ template <int D> struct MmaCfg {
     static constexpr size_t meta_bytes = (size_t)3 * 2 * BN * 4;
     static constexpr size_t seg_bytes = (size_t)(5 * kSegCap + 1) * 4;
     static constexpr size_t smem = q_bytes + 2 * kv_bytes + meta_bytes + seg_bytes;
+    /* v4: meta + page table in 3 slots, segment table with page-table bases */
+    static constexpr size_t smem4 = q_bytes + 2 * kv_bytes + (size_t)4 * 3 * BN * 4 + seg_bytes;
 };
 
 #if FG_CUDA
@@ -493,6 +498,339 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma(fg_kernel_args a) {
     (void)a;
 #endif
 }
+/* ------------------------------------------------------------------ matrix path, v4
+ *
+ * partial_mma's tiles, double buffer and math, with the gather taken off the critical
+ * path. The profile of v1 (perf/NOTES-gpu.md, session 3: Nsight Compute on W4/W5) showed
+ * ~60% of the warps' stall samples in load_tile: every thread resolved the page of each of
+ * its 8 token rows itself (16 threads per row did the same work), one row after another
+ * (the row loop had a run-time start, so it was not unrolled), each row paying a binary
+ * search, an integer division by the page size and two dependent global loads
+ * (page_off[src], then page[...]) before its cp.async could issue. v4:
+ *  - a per-tile row table (page, position, segment rank range) in shared memory, 3 slots
+ *    (tiles t, t+1, t+2); one "filler" thread per tile row builds tile t+2's entry during
+ *    step t, its page-index load issued before the tile's compute and stored after it;
+ *  - the segment table stages each segment's page-table base (page_off[src_req]), so a row
+ *    needs one global load, not two; page sizes that are powers of two use shifts;
+ *  - the issue of tile t+1 is a compile-time-unrolled loop of shared loads, address math
+ *    and cp.async per row: no global load, no division.
+ * Fillers are the last BN threads (warps 2-3 at BN 64): idle warps when a row block has
+ * <= 32 rows (decode with GQA), the common case. */
+template <int T, int D, bool V5>
+__global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    using C = MmaCfg<D>;
+    constexpr int BN = C::BN, CPR = C::CPR, RPP = C::RPP;
+    static_assert(2 * BN <= kMmaThreads && BN % RPP == 0, "v4 table fill needs 2 x BN <= threads");
+    extern __shared__ __align__(16) unsigned char smem[];
+    uint16_t *Qs = (uint16_t *)smem;
+    uint16_t *Ks = (uint16_t *)(smem + C::q_bytes);
+    uint16_t *Vs = (uint16_t *)(smem + C::q_bytes + C::kv_bytes);
+    int *meta_pos = (int *)(smem + C::q_bytes + 2 * C::kv_bytes); /* [3][BN] */
+    int *meta_lo = meta_pos + 3 * BN;
+    int *meta_hi = meta_lo + 3 * BN;
+    int *tab_pg = meta_hi + 3 * BN; /* page of the row's token, -1: past the stream's end */
+    int *seg_cum = tab_pg + 3 * BN;
+    int *seg_pb = seg_cum + kSegCap + 1; /* page_off[src_req]: the request's page-table base */
+    int *seg_beg = seg_pb + kSegCap;
+    int *seg_lo = seg_beg + kSegCap;
+    int *seg_hi = seg_lo + kSegCap;
+
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const uint16_t *q = (const uint16_t *)a.q;
+    const uint16_t *k = (const uint16_t *)a.k;
+    const uint16_t *v = (const uint16_t *)a.v;
+    const float sl2 = a.scale * kLog2e;
+    const int lchunk = tid % CPR, lrow0 = tid / CPR;
+    const int ps = a.page_size;
+    const int ps_shift = (ps & (ps - 1)) == 0 ? __ffs(ps) - 1 : -1; /* uniform */
+    const int fill_r = tid - (kMmaThreads - BN);                     /* filler's tile row */
+
+    for (int bt = a.block_task_off[blockIdx.x]; bt < a.block_task_off[blockIdx.x + 1]; ++bt) {
+        const int task = a.block_task[bt];
+        const int item = task / a.kv_head_count, g = task % a.kv_head_count;
+        const int kvh = a.kv_head_begin + g;
+        const int row0 = a.item_row_off[item], nrows = a.item_row_off[item + 1] - row0;
+        const int seg0 = a.item_seg_off[item], nseg = a.item_seg_off[item + 1] - seg0;
+        const int M = nrows * a.group;
+        const int64_t k_head = (int64_t)kvh * a.k_stride_head, v_head = (int64_t)kvh * a.v_stride_head;
+
+        for (int mb = 0; mb < M; mb += kBM) {
+            __syncthreads(); /* the previous row block's readers of Qs are done */
+            if (V5) {
+                /* v5: Q rows by cp.async (every row's index load in flight at once); they
+                 * join tile 0's commit group and are waited for with it. */
+                static_assert((kBM * CPR) % kMmaThreads == 0, "Q copy loop");
+                int qt[kBM * CPR / kMmaThreads];
+#pragma unroll
+                for (int j = 0; j < kBM * CPR / kMmaThreads; j++) {
+                    const int m = mb + (tid + j * kMmaThreads) / CPR;
+                    qt[j] = m < M ? a.row[row0 + m / a.group].qtok : -1;
+                }
+#pragma unroll
+                for (int j = 0; j < kBM * CPR / kMmaThreads; j++) {
+                    const int i = tid + j * kMmaThreads, r = i / CPR, c = i % CPR, m = mb + r;
+                    const uint16_t *src = q;
+                    int bytes = 0;
+                    if (qt[j] >= 0) {
+                        src = q + (int64_t)qt[j] * a.q_stride_token +
+                              (int64_t)(kvh * a.group + m % a.group) * a.q_stride_head + c * 8;
+                        bytes = 16;
+                    }
+                    fg_cp_async16(Qs + r * D + fg_swizzle_chunk(r, c) * 8, src, bytes);
+                }
+                fg_cp_async_commit();
+            } else {
+            for (int i = tid; i < kBM * CPR; i += kMmaThreads) {
+                const int r = i / CPR, c = i % CPR, m = mb + r;
+                fg_vec16 val = make_uint4(0u, 0u, 0u, 0u);
+                if (m < M) {
+                    const int qtok = a.row[row0 + m / a.group].qtok;
+                    const int h = kvh * a.group + m % a.group;
+                    val = *(const fg_vec16 *)(q + (int64_t)qtok * a.q_stride_token +
+                                              (int64_t)h * a.q_stride_head + c * 8);
+                }
+                *(fg_vec16 *)(Qs + r * D + fg_swizzle_chunk(r, c) * 8) = val;
+            }
+            }
+            int rrank[2], rlim[2], rslot[2], rqtok[2], rh[2], rhl[2];
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                const int m = mb + warp * 16 + (lane >> 2) + 8 * hf;
+                if (m < M) {
+                    const fg_row r = a.row[row0 + m / a.group];
+                    rrank[hf] = r.rank;
+                    rlim[hf] = r.limit;
+                    rslot[hf] = r.slot;
+                    rqtok[hf] = r.qtok;
+                    rh[hf] = kvh * a.group + m % a.group;
+                    rhl[hf] = g * a.group + m % a.group;
+                } else {
+                    rrank[hf] = INT_MIN;
+                    rlim[hf] = 0;
+                    rslot[hf] = rqtok[hf] = rh[hf] = rhl[hf] = -1;
+                }
+            }
+            const bool warp_active = mb + warp * 16 < M;
+            float oacc[D / 8][4];
+#pragma unroll
+            for (int i = 0; i < D / 8; i++) oacc[i][0] = oacc[i][1] = oacc[i][2] = oacc[i][3] = 0.f;
+            float rmax[2] = {-INFINITY, -INFINITY}, rsum[2] = {0.f, 0.f};
+
+            for (int sc = 0; sc < nseg; sc += kSegCap) {
+                const int ns = min(kSegCap, nseg - sc);
+                /* v5: an item of one chunk keeps its segment table across row blocks */
+                const bool restage = !V5 || mb == 0 || nseg > kSegCap;
+                __syncthreads(); /* the previous chunk's tiles, tables and segment table are consumed */
+                if (restage && tid < ns) {
+                    const fg_seg sg = a.seg[seg0 + sc + tid];
+                    seg_pb[tid] = a.page_off[sg.src_req];
+                    seg_beg[tid] = sg.kv_begin;
+                    seg_lo[tid] = sg.rank_lo;
+                    seg_hi[tid] = sg.rank_hi;
+                    seg_cum[tid + 1] = sg.kv_end - sg.kv_begin;
+                }
+                if (restage) {
+                    __syncthreads();
+                    if (tid == 0) {
+                        int acc = 0;
+                        seg_cum[0] = 0;
+                        for (int i = 1; i <= ns; i++) { acc += seg_cum[i]; seg_cum[i] = acc; }
+                    }
+                    __syncthreads();
+                }
+                const int L = seg_cum[ns];
+                const int ntiles = (L + BN - 1) / BN;
+
+                /* Row r of tile t: locate its segment and position, start the page-index load
+                 * (fill_start), then write the table slot (fill_end). */
+                auto fill_start = [&](int t, int r, int &pos, int &sgi, int &pgv) {
+                    const int idx = t * BN + r;
+                    pos = INT_MAX;
+                    sgi = -1;
+                    pgv = -1;
+                    if (idx < L) {
+                        int lo = 0, hi = ns;
+                        while (hi - lo > 1) {
+                            const int mid = (lo + hi) >> 1;
+                            if (seg_cum[mid] <= idx) lo = mid; else hi = mid;
+                        }
+                        pos = seg_beg[lo] + idx - seg_cum[lo];
+                        sgi = lo;
+                        pgv = a.page[seg_pb[lo] + (ps_shift >= 0 ? pos >> ps_shift : pos / ps)];
+                    }
+                };
+                auto fill_end = [&](int ts, int r, int pos, int sgi, int pgv) {
+                    meta_pos[ts * BN + r] = pos;
+                    meta_lo[ts * BN + r] = sgi >= 0 ? seg_lo[sgi] : INT_MAX;
+                    meta_hi[ts * BN + r] = sgi >= 0 ? seg_hi[sgi] : INT_MIN;
+                    tab_pg[ts * BN + r] = pgv;
+                };
+                /* Issue tile t's K and V rows from table slot ts into stage st. */
+                auto issue_tile = [&](int ts, int st) {
+                    uint16_t *kd = Ks + st * BN * D, *vd = Vs + st * BN * D;
+#pragma unroll
+                    for (int j = 0; j < BN / RPP; j++) {
+                        const int r = lrow0 + j * RPP;
+                        const int pg = tab_pg[ts * BN + r], pos = meta_pos[ts * BN + r];
+                        const uint16_t *kp = k, *vp = v;
+                        int bytes = 0;
+                        if (pg >= 0) {
+                            const int64_t slot = ps_shift >= 0 ? (pos & (ps - 1)) : pos % ps;
+                            kp = k + (int64_t)pg * a.k_stride_page + slot * a.k_stride_token + k_head + lchunk * 8;
+                            vp = v + (int64_t)pg * a.v_stride_page + slot * a.v_stride_token + v_head + lchunk * 8;
+                            bytes = 16;
+                        }
+                        const int off = r * D + fg_swizzle_chunk(r, lchunk) * 8;
+                        fg_cp_async16(kd + off, kp, bytes);
+                        fg_cp_async16(vd + off, vp, bytes);
+                    }
+                    fg_cp_async_commit();
+                };
+
+                if (ntiles > 0) {
+                    if (tid < 2 * BN) { /* prologue: tables of tiles 0 and 1 */
+                        const int t = tid / BN, r = tid % BN;
+                        int pos, sgi, pgv;
+                        fill_start(t, r, pos, sgi, pgv);
+                        fill_end(t, r, pos, sgi, pgv);
+                    }
+                    __syncthreads();
+                    issue_tile(0, 0);
+                }
+                for (int t = 0; t < ntiles; ++t) {
+                    const int st = t & 1, ts = t % 3;
+                    fg_cp_async_wait<0>();
+                    __syncthreads(); /* tile t and table t+1 visible; stage st^1, slot (t+2)%3 free */
+                    if (t + 1 < ntiles) issue_tile((t + 1) % 3, st ^ 1);
+                    const bool filling = fill_r >= 0 && t + 2 < ntiles;
+                    int f_pos = 0, f_sgi = 0, f_pg = 0;
+                    if (filling) fill_start(t + 2, fill_r, f_pos, f_sgi, f_pg);
+                    if (warp_active) {
+                    const uint16_t *kt = Ks + st * BN * D, *vt = Vs + st * BN * D;
+                    float sacc[BN / 8][4];
+#pragma unroll
+                    for (int i = 0; i < BN / 8; i++) sacc[i][0] = sacc[i][1] = sacc[i][2] = sacc[i][3] = 0.f;
+#pragma unroll
+                    for (int ks = 0; ks < D / 16; ks++) {
+                        uint32_t af[4];
+                        const int qr = warp * 16 + fg_ldm_a_row(lane);
+                        ldsm_x4(af, Qs + qr * D + fg_swizzle_chunk(qr, 2 * ks + fg_ldm_a_chunk(lane)) * 8);
+#pragma unroll
+                        for (int np = 0; np < BN / 16; np++) {
+                            uint32_t bf[4];
+                            const int kr = np * 16 + fg_ldm_bk_row(lane);
+                            ldsm_x4(bf, kt + kr * D + fg_swizzle_chunk(kr, 2 * ks + fg_ldm_bk_chunk(lane)) * 8);
+                            mma16816<T>(sacc[2 * np], af, bf[0], bf[1]);
+                            mma16816<T>(sacc[2 * np + 1], af, bf[2], bf[3]);
+                        }
+                    }
+                    /* Mask (segment rank range, causal limit, past the stream's end) and
+                     * the online-softmax update, per accumulator row. */
+                    float tmax[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+                    for (int nt = 0; nt < BN / 8; nt++)
+#pragma unroll
+                        for (int i = 0; i < 4; i++) {
+                            const int col = nt * 8 + fg_mma_c_col(lane, i), hf = i >> 1;
+                            const int pos = meta_pos[ts * BN + col];
+                            const bool vis = meta_lo[ts * BN + col] <= rrank[hf] &&
+                                             rrank[hf] < meta_hi[ts * BN + col] && pos < rlim[hf];
+                            const float s = vis ? sacc[nt][i] * sl2 : -INFINITY;
+                            sacc[nt][i] = s;
+                            tmax[hf] = fmaxf(tmax[hf], s);
+                        }
+                    float alpha[2], base[2];
+#pragma unroll
+                    for (int hf = 0; hf < 2; hf++) {
+                        const uint64_t full = fg_lane_full_mask(32);
+                        tmax[hf] = fmaxf(tmax[hf], fg_shfl_xor(full, tmax[hf], 1));
+                        tmax[hf] = fmaxf(tmax[hf], fg_shfl_xor(full, tmax[hf], 2));
+                        const float mn = fmaxf(rmax[hf], tmax[hf]);
+                        base[hf] = mn == -INFINITY ? 0.f : mn; /* no key yet: avoid -inf - -inf */
+                        alpha[hf] = exp2f(rmax[hf] - base[hf]);
+                        rmax[hf] = mn;
+                        rsum[hf] *= alpha[hf];
+                    }
+#pragma unroll
+                    for (int nt = 0; nt < BN / 8; nt++)
+#pragma unroll
+                        for (int i = 0; i < 4; i++) {
+                            const float p = exp2f(sacc[nt][i] - base[i >> 1]);
+                            sacc[nt][i] = p;
+                            rsum[i >> 1] += p;
+                        }
+#pragma unroll
+                    for (int dt = 0; dt < D / 8; dt++) {
+                        oacc[dt][0] *= alpha[0];
+                        oacc[dt][1] *= alpha[0];
+                        oacc[dt][2] *= alpha[1];
+                        oacc[dt][3] *= alpha[1];
+                    }
+                    /* The S accumulator layout of two n8 tiles is the A fragment of one k16 step. */
+#pragma unroll
+                    for (int kk = 0; kk < BN / 16; kk++) {
+                        uint32_t pf[4];
+                        pf[0] = fg_pack2<T>(sacc[2 * kk][0], sacc[2 * kk][1]);
+                        pf[1] = fg_pack2<T>(sacc[2 * kk][2], sacc[2 * kk][3]);
+                        pf[2] = fg_pack2<T>(sacc[2 * kk + 1][0], sacc[2 * kk + 1][1]);
+                        pf[3] = fg_pack2<T>(sacc[2 * kk + 1][2], sacc[2 * kk + 1][3]);
+#pragma unroll
+                        for (int dp = 0; dp < D / 16; dp++) {
+                            uint32_t bf[4];
+                            const int vr = kk * 16 + fg_ldm_bv_row(lane);
+                            ldsm_x4_trans(bf, vt + vr * D + fg_swizzle_chunk(vr, 2 * dp + fg_ldm_bv_chunk(lane)) * 8);
+                            mma16816<T>(oacc[2 * dp], pf, bf[0], bf[1]);
+                            mma16816<T>(oacc[2 * dp + 1], pf, bf[2], bf[3]);
+                        }
+                    }
+                    }
+                    if (filling) fill_end((t + 2) % 3, fill_r, f_pos, f_sgi, f_pg);
+                }
+            }
+
+            /* Epilogue: the quad of lanes sharing a row sums its partial softmax sums. */
+            if (V5) fg_cp_async_wait<0>(); /* an item with no KV left its Q copy unwaited */
+            if (warp_active) {
+#pragma unroll
+                for (int hf = 0; hf < 2; hf++) {
+                    const uint64_t full = fg_lane_full_mask(32);
+                    float l = rsum[hf];
+                    l += fg_shfl_xor(full, l, 1);
+                    l += fg_shfl_xor(full, l, 2);
+                    if (rqtok[hf] < 0) continue; /* padding row past M */
+                    const float inv = l > 0.f ? 1.f / l : 0.f;
+                    const int heads = a.kv_head_count * a.group;
+                    if (rslot[hf] < 0) {
+                        uint16_t *o = (uint16_t *)a.o + (int64_t)rqtok[hf] * a.o_stride_token +
+                                      (int64_t)rh[hf] * a.o_stride_head;
+#pragma unroll
+                        for (int dt = 0; dt < D / 8; dt++) {
+                            const int d = dt * 8 + fg_mma_c_col(lane, 0);
+                            *(uint32_t *)(o + d) =
+                                (uint32_t)fg_from_f32<T>(oacc[dt][2 * hf] * inv) |
+                                ((uint32_t)fg_from_f32<T>(oacc[dt][2 * hf + 1] * inv) << 16);
+                        }
+                    } else {
+                        float *po = a.partial_o + ((size_t)rslot[hf] * heads + rhl[hf]) * a.head_dim_v;
+#pragma unroll
+                        for (int dt = 0; dt < D / 8; dt++) {
+                            const int d = dt * 8 + fg_mma_c_col(lane, 0);
+                            *(float2 *)(po + d) = make_float2(oacc[dt][2 * hf] * inv, oacc[dt][2 * hf + 1] * inv);
+                        }
+                    }
+                    if ((lane & 3) == 0)
+                        store_lse(a, rqtok[hf], rh[hf], rhl[hf], rslot[hf],
+                                  l > 0.f ? rmax[hf] * kLn2 + logf(l) : -INFINITY);
+                }
+            }
+        }
+    }
+#else
+    (void)a;
+#endif
+}
+
 /* ------------------------------------------------------------------ matrix path, v3
  *
  * The same contract and tile math as partial_mma, with the block's work flattened into
@@ -898,22 +1236,32 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma3(fg_kernel_args a) {
 
 #endif /* FG_CUDA */
 
-/* Which matrix kernel runs: 1 (default: partial_mma, 64-token tiles, double buffered) or
- * 3 (partial_mma3, the cross-task 32-token tile stream: FG_GPU_KERNEL=3 in the environment
- * at context creation). Measured on the H100 (perf/NOTES-gpu.md, v3): partial_mma3 was
+/* Which matrix kernel runs (FG_GPU_KERNEL in the environment at context creation):
+ * 4 (default: partial_mma4, v1's tiles with the per-tile row table built a step ahead),
+ * 5 (partial_mma4<V5 = true>: v4 + Q by cp.async and the segment table kept across row
+ * blocks; measured no faster than 4, kept for experiments),
+ * 1 (partial_mma, the first version) or 3 (partial_mma3, the cross-task 32-token tile
+ * stream). Measured on the H100 (perf/NOTES-gpu.md, v3): partial_mma3 was
  * slower on every workload, so it is kept for experiments only; the planner's tile shapes
  * (hip/tuning.h) are partial_mma's. */
-int g_kernel_version = 1;
+int g_kernel_version = 4;
 
 template <int T, int D> hipError_t launch_partial(const fg_kernel_args *a, int path, hipStream_t s) {
 #if FG_CUDA
     if (path == FG_PATH_MMA) {
-        if (g_kernel_version == 1)
+        if (g_kernel_version == 5)
+            partial_mma4<T, D, true><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4, s>>>(*a);
+        else if (g_kernel_version == 4)
+            partial_mma4<T, D, false><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4, s>>>(*a);
+        else if (g_kernel_version == 1)
             partial_mma<T, D><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem, s>>>(*a);
         else
             partial_mma3<T, D><<<a->num_blocks, kMmaThreads, Mma3Cfg<D>::smem, s>>>(*a);
         return hipGetLastError();
     }
+#endif
+#if FG_HAVE_MFMA_PATH
+    if (path == FG_PATH_MMA) return fg_partial_mfma_launch(a, s);
 #endif
     (void)path;
     partial_portable<T, D><<<a->num_blocks, kPortableThreads, 0, s>>>(*a);
@@ -936,7 +1284,7 @@ bool fg_kernels_have_mma(int cc_major) {
     return cc_major >= 8;
 #else
     (void)cc_major;
-    return false; /* MFMA tiles not written yet: AMD runs the portable path */
+    return false; /* AMD: the backend asks fg_partial_mfma_arch_supported (hip/partial_mfma.h) */
 #endif
 }
 
@@ -944,7 +1292,8 @@ hipError_t fg_kernels_init(bool mma) {
 #if FG_CUDA
     if (mma) {
         const char *kv = getenv("FG_GPU_KERNEL");
-        g_kernel_version = kv && atoi(kv) == 3 ? 3 : 1;
+        g_kernel_version = 4;
+        if (kv && (atoi(kv) == 1 || atoi(kv) == 3 || atoi(kv) == 5)) g_kernel_version = atoi(kv);
         hipError_t e;
 #define FG_SET_SMEM(T, D)                                                                          \
     e = hipFuncSetAttribute((const void *)partial_mma<T, D>,                                        \
@@ -960,6 +1309,16 @@ hipError_t fg_kernels_init(bool mma) {
         FG_SET_SMEM3(FG_T_F16, 64) FG_SET_SMEM3(FG_T_F16, 128) FG_SET_SMEM3(FG_T_F16, 256)
         FG_SET_SMEM3(FG_T_BF16, 64) FG_SET_SMEM3(FG_T_BF16, 128) FG_SET_SMEM3(FG_T_BF16, 256)
 #undef FG_SET_SMEM3
+#define FG_SET_SMEM4(T, D)                                                                         \
+    e = hipFuncSetAttribute((const void *)partial_mma4<T, D, false>,                                \
+                            hipFuncAttributeMaxDynamicSharedMemorySize, (int)MmaCfg<D>::smem4);     \
+    if (e != hipSuccess) return e;                                                                 \
+    e = hipFuncSetAttribute((const void *)partial_mma4<T, D, true>,                                 \
+                            hipFuncAttributeMaxDynamicSharedMemorySize, (int)MmaCfg<D>::smem4);     \
+    if (e != hipSuccess) return e;
+        FG_SET_SMEM4(FG_T_F16, 64) FG_SET_SMEM4(FG_T_F16, 128) FG_SET_SMEM4(FG_T_F16, 256)
+        FG_SET_SMEM4(FG_T_BF16, 64) FG_SET_SMEM4(FG_T_BF16, 128) FG_SET_SMEM4(FG_T_BF16, 256)
+#undef FG_SET_SMEM4
     }
 #else
     (void)mma;
@@ -970,7 +1329,15 @@ hipError_t fg_kernels_init(bool mma) {
 hipError_t fg_kernels_occupancy(int head_dim, int path, int *blocks_per_unit) {
     *blocks_per_unit = 0;
 #if FG_CUDA
-    if (path == FG_PATH_MMA && g_kernel_version != 1) {
+    if (path == FG_PATH_MMA && g_kernel_version >= 4) {
+        switch (head_dim) {
+        case 64: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma4<FG_T_F16, 64, false>, kMmaThreads, MmaCfg<64>::smem4);
+        case 128: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma4<FG_T_F16, 128, false>, kMmaThreads, MmaCfg<128>::smem4);
+        case 256: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma4<FG_T_F16, 256, false>, kMmaThreads, MmaCfg<256>::smem4);
+        default: return hipErrorInvalidValue;
+        }
+    }
+    if (path == FG_PATH_MMA && g_kernel_version == 3) {
         switch (head_dim) {
         case 64: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma3<FG_T_F16, 64>, kMmaThreads, Mma3Cfg<64>::smem);
         case 128: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma3<FG_T_F16, 128>, kMmaThreads, Mma3Cfg<128>::smem);
@@ -986,6 +1353,9 @@ hipError_t fg_kernels_occupancy(int head_dim, int path, int *blocks_per_unit) {
         default: return hipErrorInvalidValue;
         }
     }
+#endif
+#if FG_HAVE_MFMA_PATH
+    if (path == FG_PATH_MMA) return fg_partial_mfma_occupancy(head_dim, blocks_per_unit);
 #endif
     (void)path;
     switch (head_dim) {

@@ -15,6 +15,7 @@
 #include "compat.h"
 #include "backend.h"
 #include "kernels.h"
+#include "partial_mfma.h"
 
 namespace {
 
@@ -23,6 +24,9 @@ struct gpu_state {
     int cc_major, cc_minor;
     bool mma;           /* the matrix path exists for this device in this build */
     bool force_portable; /* FG_GPU_KERNEL=portable: debugging and cross-checking the paths */
+    int units;          /* SMs / CUs */
+    int wave;           /* warp / wave size */
+    char arch[32];      /* props->arch */
 };
 
 fg_status fail(char *msg, size_t len, fg_status st, const char *call, hipError_t e) {
@@ -80,7 +84,14 @@ fg_status gpu_open(int32_t index, fg_device_props *props, void **state, char *ms
     s->device = index;
     s->cc_major = p.major;
     s->cc_minor = p.minor;
+    s->units = p.multiProcessorCount;
+    s->wave = p.warpSize;
+    snprintf(s->arch, sizeof s->arch, "%s", props->arch);
+#if FG_HAVE_MFMA_PATH
+    s->mma = fg_partial_mfma_arch_supported(props->arch);
+#else
     s->mma = fg_kernels_have_mma(p.major);
+#endif
     const char *env = getenv("FG_GPU_KERNEL");
     s->force_portable = env && strcmp(env, "portable") == 0;
     e = fg_kernels_init(s->mma);
@@ -219,6 +230,134 @@ fg_status gpu_time_us(void *state, void (*fn)(void *), void *arg, int reps, void
     return FG_SUCCESS;
 }
 
+/* ---- matrix_tflops: the matrix units' rate as our kernels can use it.
+ * Every block runs kRateWarps waves, each with kRateAcc independent accumulators fed from
+ * registers only (no memory traffic in the loop): NVIDIA sm80+: mma.sync m16n8k16 fp16 ->
+ * fp32 (4096 flops per warp instruction); CDNA: MFMA 32x32x8 f16 -> f32 (16384 per wave
+ * instruction); elsewhere an fp32 FMA loop (2 flops per lane and instruction). On Hopper
+ * this is the mma.sync rate, below what wgmma (cuBLAS) reaches: the kernels issue mma.sync,
+ * so it is the ceiling they can approach. */
+constexpr int kRateWarps = 8;
+constexpr int kRateAcc = 8;
+enum { RATE_FMA = 0, RATE_MMA = 1, RATE_MFMA = 2 };
+
+#if FG_HIP && defined(__HIP_DEVICE_COMPILE__) && (defined(__gfx908__) || defined(__gfx90a__) || defined(__gfx940__))
+#define FG_RATE_MFMA_DEVICE 1
+#else
+#define FG_RATE_MFMA_DEVICE 0
+#endif
+
+template <int MODE>
+__global__ void __launch_bounds__(kRateWarps * 64) matrix_rate_kernel(float *out, int iters, uint32_t seed) {
+    const uint32_t x = seed ^ (threadIdx.x * 2654435761u) ^ (blockIdx.x * 40503u);
+    float sum = 0.f;
+    if (MODE == RATE_MMA) {
+#if FG_CUDA && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+        /* small fp16 values (exponent field kept low): no overflow, no denormal paths */
+        const uint32_t a0 = (x & 0x03ff03ffu) | 0x30003000u, a1 = a0 ^ 0x00010001u;
+        const uint32_t a2 = a0 ^ 0x00020002u, a3 = a0 ^ 0x00040004u;
+        const uint32_t b0 = a0 ^ 0x00080008u, b1 = a0 ^ 0x00100010u;
+        float c[kRateAcc][4];
+#pragma unroll
+        for (int j = 0; j < kRateAcc; j++) c[j][0] = c[j][1] = c[j][2] = c[j][3] = 0.f;
+        for (int it = 0; it < iters; it++) {
+#pragma unroll
+            for (int j = 0; j < kRateAcc; j++)
+                asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
+                             "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                             : "+f"(c[j][0]), "+f"(c[j][1]), "+f"(c[j][2]), "+f"(c[j][3])
+                             : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+        }
+#pragma unroll
+        for (int j = 0; j < kRateAcc; j++) sum += c[j][0] + c[j][1] + c[j][2] + c[j][3];
+#endif
+    } else if (MODE == RATE_MFMA) {
+#if FG_RATE_MFMA_DEVICE
+        typedef float f32x16 __attribute__((ext_vector_type(16)));
+        typedef _Float16 f16x4 __attribute__((ext_vector_type(4)));
+        f16x4 av, bv;
+        for (int i = 0; i < 4; i++) {
+            av[i] = (_Float16)(0.001f * (float)((x >> i) & 15u));
+            bv[i] = (_Float16)(0.001f * (float)((x >> (i + 4)) & 15u));
+        }
+        f32x16 c[kRateAcc / 2];
+#pragma unroll
+        for (int j = 0; j < kRateAcc / 2; j++)
+            for (int i = 0; i < 16; i++) c[j][i] = 0.f;
+        for (int it = 0; it < iters; it++) {
+#pragma unroll
+            for (int j = 0; j < kRateAcc / 2; j++)
+                c[j] = __builtin_amdgcn_mfma_f32_32x32x8f16(av, bv, c[j], 0, 0, 0);
+        }
+#pragma unroll
+        for (int j = 0; j < kRateAcc / 2; j++)
+            for (int i = 0; i < 16; i++) sum += c[j][i];
+#endif
+    } else {
+        float c[kRateAcc];
+        const float m = 1.0f + 1e-7f * (float)(x & 255u), ad = 1e-7f * (float)((x >> 8) & 255u);
+#pragma unroll
+        for (int j = 0; j < kRateAcc; j++) c[j] = (float)j * 1e-3f;
+        for (int it = 0; it < iters; it++) {
+#pragma unroll
+            for (int r = 0; r < 8; r++)
+#pragma unroll
+                for (int j = 0; j < kRateAcc; j++) c[j] = fmaf(c[j], m, ad);
+        }
+#pragma unroll
+        for (int j = 0; j < kRateAcc; j++) sum += c[j];
+    }
+    out[(size_t)blockIdx.x * blockDim.x + threadIdx.x] = sum; /* keeps the loop alive */
+}
+
+fg_status gpu_matrix_tflops(void *state, double *tflops, char *msg, size_t msg_len) {
+    gpu_state *s = (gpu_state *)state;
+    *tflops = 0.0;
+    int mode = RATE_FMA;
+    const int wave = s->wave > 0 ? s->wave : 32;
+#if FG_CUDA
+    if (s->cc_major >= 8) mode = RATE_MMA;
+#elif FG_HAVE_MFMA_PATH
+    if (fg_partial_mfma_arch_supported(s->arch) && wave == 64) mode = RATE_MFMA;
+#endif
+    const int threads = kRateWarps * wave;
+    const int blocks = s->units * 4; /* 32 waves per SM/CU of 8-wave blocks */
+    const int iters = mode == RATE_FMA ? 1024 : 2048;
+    /* flops of one wave per iteration */
+    const double wave_flops = mode == RATE_MMA    ? 2.0 * 16 * 8 * 16 * kRateAcc
+                            : mode == RATE_MFMA ? 2.0 * 32 * 32 * 8 * (kRateAcc / 2)
+                                                : 2.0 * 8 * kRateAcc * wave;
+    const double flops = wave_flops * iters * kRateWarps * blocks;
+    float *out = NULL;
+    FG_CHECK(hipMalloc((void **)&out, (size_t)blocks * threads * sizeof(float)));
+    hipEvent_t ev[2] = {0, 0};
+    hipError_t e = hipEventCreate(&ev[0]);
+    if (e == hipSuccess) e = hipEventCreate(&ev[1]);
+    double best_ms = 0.0;
+    for (int rep = 0; rep < 6 && e == hipSuccess; rep++) { /* rep 0 warms up */
+        float ms = 0.f;
+        if ((e = hipEventRecord(ev[0], 0)) != hipSuccess) break;
+        if (mode == RATE_MMA)
+            matrix_rate_kernel<RATE_MMA><<<blocks, threads, 0, 0>>>(out, iters, 0x9e3779b9u + rep);
+        else if (mode == RATE_MFMA)
+            matrix_rate_kernel<RATE_MFMA><<<blocks, threads, 0, 0>>>(out, iters, 0x9e3779b9u + rep);
+        else
+            matrix_rate_kernel<RATE_FMA><<<blocks, threads, 0, 0>>>(out, iters, 0x9e3779b9u + rep);
+        if ((e = hipGetLastError()) != hipSuccess) break;
+        if ((e = hipEventRecord(ev[1], 0)) != hipSuccess) break;
+        if ((e = hipEventSynchronize(ev[1])) != hipSuccess) break;
+        if ((e = hipEventElapsedTime(&ms, ev[0], ev[1])) != hipSuccess) break;
+        if (rep > 0 && (best_ms == 0.0 || ms < best_ms)) best_ms = ms;
+    }
+    if (ev[0]) (void)hipEventDestroy(ev[0]);
+    if (ev[1]) (void)hipEventDestroy(ev[1]);
+    (void)hipFree(out);
+    if (e != hipSuccess) return fail(msg, msg_len, FG_ERR_DEVICE, "timing the matrix-rate kernel", e);
+    if (!(best_ms > 0.0)) return say(msg, msg_len, FG_ERR_DEVICE, "The matrix-rate kernel timed at 0 ms.");
+    *tflops = flops / (best_ms * 1e-3) / 1e12;
+    return FG_SUCCESS;
+}
+
 const fg_backend_ops kOps = {
 #if FG_CUDA
     "cuda", FG_BACKEND_CUDA,
@@ -227,6 +366,7 @@ const fg_backend_ops kOps = {
 #endif
     gpu_open, gpu_close, gpu_supports, gpu_copy, gpu_run,
     gpu_alloc, gpu_free, gpu_pinned_alloc, gpu_pinned_free, gpu_sync, gpu_memset, gpu_time_us,
+    gpu_matrix_tflops,
 };
 
 } /* namespace */

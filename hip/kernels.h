@@ -10,11 +10,13 @@
 
 enum fg_kernel_path {
     FG_PATH_PORTABLE = 0, /* one wave per query row, scalar loads: any target, any stride */
-    FG_PATH_MMA = 1       /* mma.sync tiles + cp.async: sm80+, 16-byte aligned tensors */
+    FG_PATH_MMA = 1       /* matrix tiles, 16-byte aligned tensors: mma.sync + cp.async on
+                             NVIDIA sm80+, MFMA on CDNA (gfx908/gfx90a/gfx940) */
 };
 
-/* Whether this build has the matrix path for a device of compute capability
- * major.minor (NVIDIA) or any AMD device. */
+/* NVIDIA: whether this build has the mma.sync matrix path for a device of compute
+ * capability major (sm80+). AMD: always false; the MFMA path (hip/partial_mfma.h) is
+ * chosen per device by fg_partial_mfma_arch_supported(arch) in hip/backend.hip. */
 bool fg_kernels_have_mma(int cc_major);
 /* Raise the dynamic shared-memory limits of every kernel instance that needs more
  * than 48 KiB. Called once at open, never from run (not capture-safe on all runtimes). */

@@ -51,8 +51,10 @@
  *     run faster than reads + writes of a copy. Fractions just above 1 are possible.)
  *   matrix work = sum over q tokens and query heads of visible KV x 2 x (d_qk + d_v) flops.
  *   matrix rate: CPU: a register-blocked fp32 multiply-add loop compiled like the library
- *     (same flags, no -march), run on all backend threads; GPU: the calibration table's
- *     fp16 matrix rate (the context's cost model), as the backend table has no GEMM.
+ *     (same flags, no -march), run on all backend threads; GPU: the backend's matrix_tflops
+ *     (fp16 -> fp32 matrix instructions, operands in registers, on every SM: mma.sync on
+ *     NVIDIA, which is what the kernels issue; Hopper's wgmma, cuBLAS's path, is faster),
+ *     falling back to the calibration table's fp16 matrix rate when the backend has none.
  * Fraction of floor = floor / measured time (1.0 = at the floor).
  *
  * Timing: CPU: wall clock of fg_run (it returns when the output is written), median of
@@ -886,9 +888,23 @@ int main(int argc, char **argv) {
 
     if (env.gpu) {
         env.copy_gbs = gpu_copy_gbs(env.ctx);
-        env.matrix_tflops = env.ctx->cost.mma_tflops_f16;
-        env.matrix_src = env.info.calibration_measured ? "calibration table (measured)"
-                                                       : "calibration table (estimated)";
+        /* The floor's matrix term needs the chip's rate, not the kernel's achieved one (a
+         * measured calibration table holds the latter): the backend measures it with a
+         * register-only matrix-instruction loop on every SM. The table is the fallback. */
+        double t = 0.0;
+        char m[256] = "";
+        if (env.ctx->gpu->matrix_tflops &&
+            env.ctx->gpu->matrix_tflops(env.ctx->gpu_state, &t, m, sizeof m) == FG_SUCCESS && t > 0.0) {
+            env.matrix_tflops = t;
+            env.matrix_src = "measured: backend matrix_tflops, register-only fp16->fp32 matrix "
+                             "instructions on every SM (mma.sync m16n8k16 on NVIDIA, MFMA on CDNA)";
+        } else {
+            if (m[0]) fprintf(stderr, "forgeattn-bench: matrix_tflops: %s\n", m);
+            env.matrix_tflops = env.ctx->cost.mma_tflops_f16;
+            env.matrix_src = env.info.calibration_measured
+                                 ? "calibration table (measured: the kernel's achieved rate, too low for a floor)"
+                                 : "calibration table (estimated)";
+        }
     } else {
         env.copy_gbs = cpu_copy_gbs(env.info.compute_units);
         env.matrix_tflops = cpu_matrix_gflops(env.info.compute_units) * 1e-3;
