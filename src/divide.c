@@ -50,9 +50,28 @@ static int vec_reserve(vec *v, int64_t n) {
     return 0;
 }
 
+/* Exactly n elements (buffers whose size is known: no doubling slack on the heap). */
+static int vec_reserve_exact(vec *v, int64_t n) {
+    if (n <= v->cap) return 0;
+    void *q = realloc(v->p, (size_t)(n > 0 ? n : 1) * v->elem);
+    if (!q) return -1;
+    v->p = q;
+    v->cap = n;
+    return 0;
+}
+
 static void *vec_push(vec *v) {
     if (v->n >= v->cap && vec_reserve(v, v->n + 1)) return NULL;
     return (char *)v->p + (size_t)(v->n++) * v->elem;
+}
+
+void fg_division_drop_lpt(fg_division *d) {
+    if (!d) return;
+    free((void *)d->lpt.cost);
+    free((void *)d->lpt.count);
+    free((void *)d->lpt.assign);
+    free((void *)d->lpt.load);
+    memset(&d->lpt, 0, sizeof d->lpt);
 }
 
 void fg_division_free(fg_division *d) {
@@ -62,6 +81,7 @@ void fg_division_free(fg_division *d) {
     free(d->item_row_off);
     free(d->row);
     free(d->item_cost_us);
+    fg_division_drop_lpt(d);
     memset(d, 0, sizeof *d);
 }
 
@@ -169,6 +189,20 @@ int32_t fg_divide_min_chunk(const fg_divide_input *in, const fg_cost_params *cos
 /* Chunk geometry: `want` chunks of L tokens, tile-aligned when chunks span tiles. */
 static void geometry(int32_t L, int32_t want, int32_t tile, int32_t *size, int32_t *count) {
     if (want < 1) want = 1;
+    if (L >= 1 && L < (1 << 29) && tile < (1 << 29)) {
+        /* the same values in 32-bit unsigned arithmetic (every sum stays below 2^31):
+         * a 32-bit divide is several times cheaper than a 64-bit one */
+        uint32_t uL = (uint32_t)L, uw = want < (1 << 29) ? (uint32_t)want : (uint32_t)(1 << 29);
+        uint32_t us = (uL + uw - 1) / uw; /* want > L gives 1 either way */
+        if (tile > 1 && us > (uint32_t)tile) {
+            uint32_t ut = (uint32_t)tile, a = (us + ut - 1) / ut * ut;
+            uint32_t n = (uL + a - 1) / a, tail = uL - (n - 1) * a;
+            if ((int64_t)n == want && 2 * tail >= a) us = a;
+        }
+        *size = (int32_t)us;
+        *count = (int32_t)((uL + us - 1) / us);
+        return;
+    }
     int32_t s = (int32_t)(((int64_t)L + want - 1) / want);
     /* Whole tiles avoid a padded tile per chunk, unless rounding up loses a chunk or
      * leaves a short tail (the tail would be a task below the minimum chunk). */
@@ -221,7 +255,7 @@ static void sort_cruns(crun *a, crun *tmp, int64_t n) {
 /* LPT makespan of the task multiset (the scheduler adds improvement passes on top).
  * lpt_c / lpt_n / scratch are caller buffers (runs, runs, fg_lpt_scratch_ints(blocks)). */
 static double lpt_makespan(crun *runs, crun *tmp, int64_t nr, int32_t blocks, double *load, double *mean,
-                           double *lpt_c, int64_t *lpt_n, int32_t *scratch) {
+                           double *lpt_c, int64_t *lpt_n, int32_t *scratch, int32_t *assign, int32_t *B_out) {
     sort_cruns(runs, tmp, nr);
     int64_t tasks = 0;
     double total = 0.0;
@@ -230,7 +264,8 @@ static double lpt_makespan(crun *runs, crun *tmp, int64_t nr, int32_t blocks, do
     if (B < 1) B = 1;
     *mean = total / B;
     for (int64_t i = 0; i < nr; i++) { lpt_c[i] = runs[i].c; lpt_n[i] = runs[i].n; }
-    fg_lpt(lpt_c, lpt_n, (int32_t)nr, B, load, NULL, scratch);
+    fg_lpt(lpt_c, lpt_n, (int32_t)nr, B, load, assign, scratch);
+    *B_out = B;
     double mk = 0.0;
     for (int32_t b = 0; b < B; b++) mk = load[b] > mk ? load[b] : mk;
     return mk;
@@ -255,6 +290,7 @@ typedef struct grp {
 typedef struct eval_result {
     double mk, mean, imb, step;
     int64_t tasks;
+    int32_t B, nr;          /* the LPT estimate's blocks and runs (lc, ln) */
 } eval_result;
 
 /* Balanced (<= 1.10) beats unbalanced; among balanced the lower predicted step time,
@@ -267,7 +303,8 @@ static int better(const eval_result *a, const eval_result *b) {
 
 /* LPT estimate of the division the groups' current geometry describes. -1: out of memory. */
 static int evaluate(const dctx *c, const fg_forest *f, const grp *G, int64_t NG, const int32_t *host,
-                    vec *runs, vec *rtmp, double *load, vec *lc, vec *ln, int32_t *scr, eval_result *r) {
+                    vec *runs, vec *rtmp, double *load, vec *lc, vec *ln, int32_t *scr, vec *seq,
+                    eval_result *r) {
     const int32_t H = c->in->kv_head_count;
     runs->n = 0;
     int64_t merge_rows = 0, tasks = 0;
@@ -289,8 +326,12 @@ static int evaluate(const dctx *c, const fg_forest *f, const grp *G, int64_t NG,
         x->n = H;
         tasks += (int64_t)cnt * H;
     }
-    if (vec_reserve(lc, runs->n) || vec_reserve(ln, runs->n) || vec_reserve(rtmp, runs->n)) return -1;
-    r->mk = lpt_makespan(runs->p, rtmp->p, runs->n, c->in->num_blocks, load, &r->mean, lc->p, ln->p, scr);
+    if (vec_reserve(lc, runs->n) || vec_reserve(ln, runs->n) || vec_reserve(rtmp, runs->n) ||
+        (seq->cap < tasks && vec_reserve_exact(seq, tasks)))
+        return -1;
+    r->mk = lpt_makespan(runs->p, rtmp->p, runs->n, c->in->num_blocks, load, &r->mean, lc->p, ln->p, scr,
+                         seq->p, &r->B);
+    r->nr = (int32_t)runs->n;
     r->imb = r->mean > 0.0 ? r->mk / r->mean : 1.0;
     r->step = fg_cost_step_us(c->p, r->mk, merge_rows * c->in->group * H, merge_rows ? 2 : 1);
     r->tasks = tasks;
@@ -322,6 +363,10 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
     vec toks = {0, 0, 0, sizeof(int32_t)}, grps = {0, 0, 0, sizeof(grp)}, folds = {0, 0, 0, sizeof(fold_ent)};
     vec runs = {0, 0, 0, sizeof(crun)}, rtmp = {0, 0, 0, sizeof(crun)};
     vec lc = {0, 0, 0, sizeof(double)}, ln = {0, 0, 0, sizeof(int64_t)};
+    /* the best estimate's LPT (runs, assignment, loads), kept for the scheduler */
+    vec cur_seq = {0, 0, 0, sizeof(int32_t)}, best_seq = {0, 0, 0, sizeof(int32_t)};
+    vec best_c = {0, 0, 0, sizeof(double)}, best_n = {0, 0, 0, sizeof(int64_t)};
+    double *best_load = malloc(sizeof(double) * (size_t)(in->num_blocks > 0 ? in->num_blocks : 1));
     int32_t *lpt_scr = malloc(sizeof(int32_t) * (size_t)fg_lpt_scratch_ints(in->num_blocks));
     vec seg = {0, 0, 0, sizeof(fg_seg)}, row = {0, 0, 0, sizeof(fg_row)};
     vec seg_off = {0, 0, 0, sizeof(int32_t)}, row_off = {0, 0, 0, sizeof(int32_t)};
@@ -331,7 +376,7 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
     int32_t *count = calloc((size_t)(Q > 0 ? Q : 1), sizeof *count);
     uint8_t *solo_req = calloc((size_t)R, 1);
     double *load = malloc(sizeof(double) * (size_t)in->num_blocks);
-    if (!node_g0 || !host || !count || !solo_req || !load || !lpt_scr || !mc_memo) OOM();
+    if (!node_g0 || !host || !count || !solo_req || !load || !lpt_scr || !mc_memo || !best_load) OOM();
 
     /* 1. Rows per node, cut into row groups. */
     if (vec_reserve(&toks, (int64_t)Q + N)) OOM();
@@ -344,11 +389,11 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
             int32_t first = in->kv_len[r] - in->q_len[r] + 1; /* limit of token 0 */
             int32_t i0 = f->begin[n] - first + 1;             /* first token with limit > begin */
             if (i0 < 0) i0 = 0;
-            for (int32_t i = i0; i < in->q_len[r]; i++) {
-                int32_t *t = vec_push(&toks);
-                if (!t) OOM();
-                *t = in->q_indptr[r] + i;
-            }
+            if (i0 >= in->q_len[r]) continue;
+            if (vec_reserve(&toks, toks.n + (in->q_len[r] - i0))) OOM();
+            int32_t *t = (int32_t *)toks.p + toks.n, base = in->q_indptr[r];
+            for (int32_t i = i0; i < in->q_len[r]; i++) *t++ = base + i;
+            toks.n += in->q_len[r] - i0;
         }
         int32_t nt = (int32_t)toks.n - t0;
         for (int32_t g0 = 0; g0 < nt; g0 += c.rpb) {
@@ -453,15 +498,26 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
     for (int64_t g = 0; g < NG; g++)
         if (host[G[g].node] < 0)
             G[g].whole = item_cost(&c, G[g].nt, G[g].nt, f->length[G[g].node], 0, 0.0) - cost->task_fixed_us;
-    eval_result best = {INFINITY, INFINITY, INFINITY, 0, 0};
+    eval_result best = {INFINITY, INFINITY, INFINITY, 0, 0, 0, 0};
+#define KEEP_LPT(r) do { \
+        vec t_ = cur_seq; cur_seq = best_seq; best_seq = t_; \
+        if (vec_reserve_exact(&best_c, (r).nr) || vec_reserve_exact(&best_n, (r).nr)) OOM(); \
+        memcpy(best_c.p, lc.p, sizeof(double) * (size_t)(r).nr); \
+        memcpy(best_n.p, ln.p, sizeof(int64_t) * (size_t)(r).nr); \
+        memcpy(best_load, load, sizeof(double) * (size_t)(r).B); \
+    } while (0)
     int have_best = 0;
     for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
         if (relaxes[ki] > 1 && best.imb <= 1.10) break;
         double T = W0 / ((double)in->num_blocks * ks[ki]);
+        /* the geometry is a function of (L, rows) here (whole is): runs of equal groups,
+         * as sibling leaves give, reuse the last one */
+        int32_t mL = -1, mR = -1, mS = 0, mC = 0;
         for (int64_t g = 0; g < NG; g++) {
             int32_t n = G[g].node;
             if (host[n] >= 0) continue;
             int32_t L = f->length[n], rows = G[g].nt;
+            if (L == mL && rows == mR) { G[g].size = mS; G[g].count = mC; continue; }
             double whole = G[g].whole;
             double room = T - cost->task_fixed_us;
             int64_t want = room > 0.0 ? (int64_t)ceil(whole / room) : L;
@@ -469,9 +525,10 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
             if (want > cap) want = cap;
             if (want > 4096) want = 4096;
             geometry(L, (int32_t)(want < 1 ? 1 : want), cost->tile_kv, &G[g].size, &G[g].count);
+            mL = L; mR = rows; mS = G[g].size; mC = G[g].count;
         }
         eval_result r;
-        if (evaluate(&c, f, G, NG, host, &runs, &rtmp, load, &lc, &ln, lpt_scr, &r)) OOM();
+        if (evaluate(&c, f, G, NG, host, &runs, &rtmp, load, &lc, &ln, lpt_scr, &cur_seq, &r)) OOM();
 #ifdef FG_DIVIDE_DEBUG
         fprintf(stderr, "relax=%d k=%g T=%.3f tasks=%lld mk=%.3f mean=%.3f imb=%.3f step=%.3f\n", relaxes[ki],
                 ks[ki], T, (long long)r.tasks, r.mk, r.mean, r.imb, r.step);
@@ -479,6 +536,7 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
         if (!have_best || better(&r, &best)) {
             have_best = 1;
             best = r;
+            KEEP_LPT(r);
             for (int64_t g = 0; g < NG; g++) { G[g].best_size = G[g].size; G[g].best_count = G[g].count; }
         } else if (best.imb <= 1.10) {
             break; /* finer cuts only add fixed and partial costs from here */
@@ -510,7 +568,7 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
             geometry(L, want, cost->tile_kv, &G[pick].size, &G[pick].count);
             if (G[pick].count <= oc) continue;
             eval_result r;
-            if (evaluate(&c, f, G, NG, host, &runs, &rtmp, load, &lc, &ln, lpt_scr, &r)) OOM();
+            if (evaluate(&c, f, G, NG, host, &runs, &rtmp, load, &lc, &ln, lpt_scr, &cur_seq, &r)) OOM();
             evals++;
 #ifdef FG_DIVIDE_DEBUG
             fprintf(stderr, "refine group %lld -> %d chunks: mk=%.3f imb=%.3f step=%.3f\n", (long long)pick,
@@ -518,6 +576,7 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
 #endif
             if (better(&r, &best)) {
                 best = r;
+                KEEP_LPT(r);
                 for (int64_t g = 0; g < NG; g++) { G[g].best_size = G[g].size; G[g].best_count = G[g].count; }
                 kept = 1;
                 break;
@@ -530,7 +589,24 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
         }
     }
 
-    /* 4. Emission, node by node in DFS order, row group by row group, chunk by chunk. */
+    free(cur_seq.p); /* the estimates are done: give the space back before emitting */
+    cur_seq.p = NULL;
+    /* 4. Emission, node by node in DFS order, row group by row group, chunk by chunk.
+     * Sized once from the chosen geometry (upper bounds: a chunk no token sees is
+     * skipped), so the outputs are not grown by doubling. */
+    {
+        int64_t ni = 0, nrow = 0, nseg = 0;
+        for (int64_t g = 0; g < NG; g++) {
+            if (host[G[g].node] >= 0) continue;
+            ni += G[g].best_count;
+            nrow += (int64_t)G[g].best_count * G[g].nt;
+            nseg += G[g].best_count;
+            for (int32_t ei = G[g].fold_head; ei >= 0; ei = ((fold_ent *)folds.p)[ei].next) nseg++;
+        }
+        if (vec_reserve_exact(&seg_off, ni + 1) || vec_reserve_exact(&row_off, ni + 1) ||
+            vec_reserve_exact(&row, nrow) || vec_reserve_exact(&seg, nseg))
+            OOM();
+    }
     int32_t *z;
     if (!(z = vec_push(&seg_off))) OOM();
     *z = 0;
@@ -543,15 +619,16 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
         for (int32_t j = 0; j < G[g].best_count; j++) {
             int32_t cb = b + j * G[g].best_size, ce = cb + G[g].best_size < e ? cb + G[g].best_size : e;
             int64_t r0 = row.n;
+            if (vec_reserve(&row, row.n + G[g].nt)) OOM();
+            fg_row *w = (fg_row *)row.p + row.n;
             for (int32_t i = G[g].t0; i < G[g].t0 + G[g].nt; i++) {
                 int32_t qt = tk[i], rk = tok_rank_buf[i], r = f->req_at_rank[rk];
                 int32_t limit = in->kv_len[r] - in->q_len[r] + (qt - in->q_indptr[r]) + 1;
                 if (limit <= cb) continue;
-                fg_row *w = vec_push(&row);
-                if (!w) OOM();
-                *w = (fg_row){qt, rk, limit, -1};
+                *w++ = (fg_row){qt, rk, limit, -1};
                 count[qt]++;
             }
+            row.n = w - (fg_row *)row.p;
             if (row.n == r0) continue; /* no token sees this chunk (q_len > 1 only) */
             fg_seg *s = vec_push(&seg);
             if (!s) OOM();
@@ -599,6 +676,11 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
     out->item_row_off = row_off.p;
     out->row = row.p;
     seg_off.p = seg.p = row_off.p = row.p = NULL;
+    if (have_best && best.tasks == (int64_t)out->num_items * H) {
+        out->lpt = (fg_lpt_hint){best.B, best.nr, best.tasks, best_c.p, best_n.p, best_seq.p, best_load};
+        best_c.p = best_n.p = best_seq.p = NULL;
+        best_load = NULL;
+    }
     st = FG_SUCCESS;
 done:
     if (st != FG_SUCCESS) {
@@ -614,6 +696,11 @@ done:
     free(folds.p);
     free(runs.p);
     free(rtmp.p);
+    free(cur_seq.p);
+    free(best_seq.p);
+    free(best_c.p);
+    free(best_n.p);
+    free(best_load);
     free(lc.p);
     free(ln.p);
     free(lpt_scr);

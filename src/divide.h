@@ -16,6 +16,7 @@
 
 #include "cost_model.h"
 #include "forest.h"
+#include "schedule.h"
 #include "worklist.h"
 
 typedef struct fg_divide_input {
@@ -39,10 +40,15 @@ typedef struct fg_division {
     int32_t *item_row_off;    /* [num_items + 1] */
     fg_row *row;              /* [num_rows] */
     double *item_cost_us;     /* [num_items]: predicted time of one task (one KV head) */
+    /* The LPT estimate of the chosen division (fg_schedule_items_hint reuses it when its
+     * classes match); lpt.num_runs = -1 when there is none. Owned by the division. */
+    fg_lpt_hint lpt;
 } fg_division;
 
 fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_division *out);
 void fg_division_free(fg_division *d);
+/* Frees only d->lpt (once the scheduler has used it). */
+void fg_division_drop_lpt(fg_division *d);
 /* Shortest KV chunk fg_divide cuts for a row group of `rows` q tokens: below it the
  * partial states (and fixed task cost) a split adds outweigh its KV (tests use it to
  * tell a task that cannot be split from one that was left too long). */

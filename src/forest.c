@@ -45,16 +45,7 @@ static void raw_free(raw_tree *t) {
 
 void fg_forest_free(fg_forest *f) {
     if (!f) return;
-    free(f->parent);
-    free(f->depth);
-    free(f->begin);
-    free(f->length);
-    free(f->src_req);
-    free(f->rank_lo);
-    free(f->rank_hi);
-    free(f->req_at_rank);
-    free(f->rank_of_req);
-    free(f->req_node);
+    free(f->parent); /* one block holds all ten arrays (finalize) */
     memset(f, 0, sizeof *f);
 }
 
@@ -68,18 +59,27 @@ static fg_status finalize(const raw_tree *t, int32_t R, const int32_t *req_end,
                           const int32_t *req_order, const int32_t *kv_len, fg_forest *out) {
     int32_t n = t->n;
     fg_status st = FG_ERR_OUT_OF_MEMORY;
-    int64_t *first = malloc(sizeof(int64_t) * (size_t)n);
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)n);
-    int32_t *tmp = malloc(sizeof(int32_t) * (size_t)(n > R ? n : R));
-    int32_t *child_off = calloc((size_t)n + 2, sizeof(int32_t));
-    int32_t *child = malloc(sizeof(int32_t) * (size_t)n);
-    int32_t *req_off = calloc((size_t)n + 1, sizeof(int32_t));
-    int32_t *reqs = malloc(sizeof(int32_t) * (size_t)R);
-    int32_t *new_id = malloc(sizeof(int32_t) * (size_t)n);
+    /* one scratch block: first[n] (int64), then ids[n], tmp[max(n, R)], child_off[n + 2],
+     * child[n], req_off[n + 1], reqs[R], new_id[n], cnt[R + 1], cur[n + 1], estack[2n + 2] */
+    size_t nn = (size_t)n, RR = (size_t)R, nmax = nn > RR ? nn : RR;
+    size_t ints = nn + nmax + (nn + 2) + nn + (nn + 1) + RR + nn + (RR + 1) + (nn + 1) + (2 * nn + 2);
+    int64_t *first = malloc(sizeof(int64_t) * (nn ? nn : 1) + sizeof(int32_t) * ints);
+    int32_t *ids = NULL, *tmp = NULL, *child_off = NULL, *child = NULL, *req_off = NULL, *reqs = NULL,
+            *new_id = NULL, *cnt_buf = NULL, *cur_buf = NULL, *estack = NULL;
     memset(out, 0, sizeof *out);
-    if (!first || !ids || !tmp || !child_off || !child || !req_off || !reqs ||
-        !new_id)
-        goto done;
+    if (!first) goto done;
+    ids = (int32_t *)(first + (nn ? nn : 1));
+    tmp = ids + nn;
+    child_off = tmp + nmax;
+    child = child_off + nn + 2;
+    req_off = child + nn;
+    reqs = req_off + nn + 1;
+    new_id = reqs + RR;
+    cnt_buf = new_id + nn;
+    cur_buf = cnt_buf + RR + 1;
+    estack = cur_buf + nn + 1;
+    memset(child_off, 0, sizeof(int32_t) * (nn + 2));
+    memset(req_off, 0, sizeof(int32_t) * (nn + 1));
 
     /* first[v]: earliest request (in req_order) whose path passes through v. Parents
      * may have larger ids than children (split nodes), so walk each request's path. */
@@ -94,13 +94,12 @@ static fg_status finalize(const raw_tree *t, int32_t R, const int32_t *req_end,
         if (first[v] != INT64_MAX) ids[kept++] = v;
     {
         /* Stable counting sort by first request (keys are ranks in [0, R)). */
-        int32_t *cnt = calloc((size_t)R + 1, sizeof(int32_t));
-        if (!cnt) goto done;
+        int32_t *cnt = cnt_buf;
+        memset(cnt, 0, sizeof(int32_t) * (RR + 1));
         for (int32_t i = 0; i < kept; i++) cnt[first[ids[i]] + 1]++;
         for (int32_t r = 0; r < R; r++) cnt[r + 1] += cnt[r];
         for (int32_t i = 0; i < kept; i++) tmp[cnt[first[ids[i]]]++] = ids[i];
         memcpy(ids, tmp, sizeof(int32_t) * (size_t)kept);
-        free(cnt);
     }
     for (int32_t i = 0; i < kept; i++) {
         int32_t p = t->parent[ids[i]];
@@ -109,50 +108,46 @@ static fg_status finalize(const raw_tree *t, int32_t R, const int32_t *req_end,
     /* child_off has n + 2 entries: slots 0..n-1 for nodes, slot n for the roots. */
     for (int32_t v = 0; v <= n; v++) child_off[v + 1] += child_off[v];
     {
-        int32_t *cur = malloc(sizeof(int32_t) * (size_t)(n + 1));
-        if (!cur) goto done;
+        int32_t *cur = cur_buf;
         memcpy(cur, child_off, sizeof(int32_t) * (size_t)(n + 1));
         for (int32_t i = 0; i < kept; i++) {
             int32_t p = t->parent[ids[i]];
             child[cur[p < 0 ? n : p]++] = ids[i];
         }
-        free(cur);
     }
     /* Requests ending at each node, in req_order. */
     for (int32_t r = 0; r < R; r++) req_off[req_end[r] + 1]++;
     for (int32_t v = 0; v < n; v++) req_off[v + 1] += req_off[v];
     {
-        int32_t *cur = malloc(sizeof(int32_t) * (size_t)(n + 1));
-        if (!cur) goto done;
+        int32_t *cur = cur_buf;
         memcpy(cur, req_off, sizeof(int32_t) * (size_t)(n + 1));
         for (int32_t s = 0; s < R; s++) {
             int32_t r = req_order[s];
             reqs[cur[req_end[r]]++] = r;
         }
-        free(cur);
     }
 
     out->num_nodes = kept;
     out->num_requests = R;
-    out->parent = malloc(sizeof(int32_t) * (size_t)(kept ? kept : 1));
-    out->depth = malloc(sizeof(int32_t) * (size_t)(kept ? kept : 1));
-    out->begin = malloc(sizeof(int32_t) * (size_t)(kept ? kept : 1));
-    out->length = malloc(sizeof(int32_t) * (size_t)(kept ? kept : 1));
-    out->src_req = malloc(sizeof(int32_t) * (size_t)(kept ? kept : 1));
-    out->rank_lo = malloc(sizeof(int32_t) * (size_t)(kept ? kept : 1));
-    out->rank_hi = malloc(sizeof(int32_t) * (size_t)(kept ? kept : 1));
-    out->req_at_rank = malloc(sizeof(int32_t) * (size_t)R);
-    out->rank_of_req = malloc(sizeof(int32_t) * (size_t)R);
-    out->req_node = malloc(sizeof(int32_t) * (size_t)R);
-    if (!out->parent || !out->depth || !out->begin || !out->length || !out->src_req ||
-        !out->rank_lo || !out->rank_hi || !out->req_at_rank || !out->rank_of_req || !out->req_node)
-        goto done;
+    {   /* the ten arrays in one block, parent first (fg_forest_free frees parent) */
+        size_t K = (size_t)(kept ? kept : 1), R1 = (size_t)(R ? R : 1);
+        int32_t *blk = malloc(sizeof(int32_t) * (7 * K + 3 * R1));
+        if (!blk) goto done;
+        out->parent = blk;
+        out->depth = blk + K;
+        out->begin = blk + 2 * K;
+        out->length = blk + 3 * K;
+        out->src_req = blk + 4 * K;
+        out->rank_lo = blk + 5 * K;
+        out->rank_hi = blk + 6 * K;
+        out->req_at_rank = blk + 7 * K;
+        out->rank_of_req = blk + 7 * K + R1;
+        out->req_node = blk + 7 * K + 2 * R1;
+    }
 
     /* Iterative preorder DFS. stack holds raw ids; a node's entry is pushed again as
      * ~id after its children so that rank_hi is set on exit. */
     int32_t next_id = 0, next_rank = 0, sp = 0;
-    int32_t *estack = malloc(sizeof(int32_t) * (size_t)(2 * kept + 2));
-    if (!estack) goto done;
     for (int32_t i = child_off[n + 1] - 1; i >= child_off[n]; i--) estack[sp++] = child[i];
     while (sp > 0) {
         int32_t e = estack[--sp];
@@ -180,7 +175,6 @@ static fg_status finalize(const raw_tree *t, int32_t R, const int32_t *req_end,
         estack[sp++] = ~e;
         for (int32_t i = child_off[e + 1] - 1; i >= child_off[e]; i--) estack[sp++] = child[i];
     }
-    free(estack);
     out->unique_tokens = 0;
     out->total_tokens = 0;
     for (int32_t v = 0; v < kept; v++) out->unique_tokens += out->length[v];
@@ -188,13 +182,6 @@ static fg_status finalize(const raw_tree *t, int32_t R, const int32_t *req_end,
     st = FG_SUCCESS;
 done:
     free(first);
-    free(ids);
-    free(tmp);
-    free(child_off);
-    free(child);
-    free(req_off);
-    free(reqs);
-    free(new_id);
     if (st != FG_SUCCESS) {
         fg_forest_free(out);
         return fg_fail(st, "fg_plan_create: out of host memory building the prefix forest");
@@ -215,6 +202,8 @@ static int cmp_from(const sort_ctx *c, int32_t a, int32_t b, int32_t h, int32_t 
     int32_t na = c->indptr[a + 1] - c->indptr[a], nb = c->indptr[b + 1] - c->indptr[b];
     const int32_t *pa = c->indices + c->indptr[a], *pb = c->indices + c->indptr[b];
     int32_t m = na < nb ? na : nb, k = h;
+    /* 32 pages per memcmp while they agree, then 8, then 1 */
+    while (k + 32 <= m && memcmp(pa + k, pb + k, 32 * sizeof(int32_t)) == 0) k += 32;
     while (k + 8 <= m && memcmp(pa + k, pb + k, 8 * sizeof(int32_t)) == 0) k += 8;
     while (k < m && pa[k] == pb[k]) k++;
     *lcp = k;

@@ -242,18 +242,16 @@ static fg_status build_candidate(fg_context ctx, const fg_attn_desc *a, int32_t 
     c->num_tasks = c->div.num_items * a->kv_head_count;
     c->num_blocks = c->num_tasks < max_blocks ? c->num_tasks : max_blocks;
     if (c->num_blocks < 1) c->num_blocks = 1;
-    double *task_cost = malloc(sizeof(double) * (size_t)(c->num_tasks ? c->num_tasks : 1));
     c->block_task_off = malloc(sizeof(int32_t) * ((size_t)c->num_blocks + 1));
     c->block_task = malloc(sizeof(int32_t) * (size_t)(c->num_tasks ? c->num_tasks : 1));
-    if (!task_cost || !c->block_task_off || !c->block_task) {
-        free(task_cost);
+    if (!c->block_task_off || !c->block_task) {
         candidate_free(c);
         return fg_fail(FG_ERR_OUT_OF_MEMORY, "fg_plan_create: out of host memory");
     }
-    for (int32_t t = 0; t < c->num_tasks; t++) task_cost[t] = c->div.item_cost_us[t / a->kv_head_count];
-    st = fg_schedule(task_cost, c->num_tasks, c->num_blocks, c->block_task_off, c->block_task,
-                     &c->makespan_us, &c->imbalance);
-    free(task_cost);
+    /* task t = item t / heads: the scheduler takes the item costs as they are */
+    st = fg_schedule_items_hint(c->div.item_cost_us, c->div.num_items, a->kv_head_count, c->num_blocks,
+                                &c->div.lpt, c->block_task_off, c->block_task, &c->makespan_us, &c->imbalance);
+    fg_division_drop_lpt(&c->div); /* used up: keep the plan's peak heap small */
     if (st != FG_SUCCESS) { candidate_free(c); return st; }
     int64_t merge_rows = (int64_t)c->num_merge * a->kv_head_count * group;
     c->predicted_us = fg_cost_step_us(cost, c->makespan_us, merge_rows, c->num_merge ? 2 : 1);
@@ -289,15 +287,23 @@ static double plain_lower_bound(fg_context ctx, const fg_attn_desc *a, int32_t g
     if (mc < 1) mc = 1;
     double total = 0.0;
     int32_t longest = 0;
+    /* batches repeat lengths: the divisions below are redone only when (L, q) changes */
+    int32_t prev_L = -1, prev_q = -1;
+    double prev_add = 0.0;
     for (int32_t r = 0; r < b->num_requests; r++) {
         int32_t L = b->kv_len[r];
-        double mem = m0 + mk * L, cmp = ck * (double)(((int64_t)L + P - 1) / P * P);
-        double item = (mem > cmp ? mem : cmp) + cost->task_fixed_us;
-        total += item * (double)((b->q_len[r] + rpb - 1) / rpb);
-        int32_t cnt = L / mc;
-        if (cnt < 1) cnt = 1;
-        int32_t chunk = (int32_t)(((int64_t)L + cnt - 1) / cnt);
-        if (chunk > longest) longest = chunk;
+        if (L != prev_L || b->q_len[r] != prev_q) {
+            double mem = m0 + mk * L, cmp = ck * (double)(((int64_t)L + P - 1) / P * P);
+            double item = (mem > cmp ? mem : cmp) + cost->task_fixed_us;
+            prev_add = item * (double)((b->q_len[r] + rpb - 1) / rpb);
+            int32_t cnt = L / mc;
+            if (cnt < 1) cnt = 1;
+            int32_t chunk = (int32_t)(((int64_t)L + cnt - 1) / cnt);
+            if (chunk > longest) longest = chunk;
+            prev_L = L;
+            prev_q = b->q_len[r];
+        }
+        total += prev_add;
     }
     double mem = m0 + mk * longest, cmp = ck * (double)(((int64_t)longest + P - 1) / P * P);
     double big = (mem > cmp ? mem : cmp) + cost->task_fixed_us;

@@ -84,16 +84,20 @@ static void sort_blocks(const double *load, int32_t *ord, int32_t *tmp, int32_t 
     }
 }
 
-/* ord[B], tmp[B], then the queue: 2B + LPT_QPAD entries, so that compacting it (a move
- * of at most B live entries) happens once per B + LPT_QPAD tasks, not every B. */
-#define LPT_QPAD 1024
-int32_t fg_lpt_scratch_ints(int32_t num_blocks) { return 4 * num_blocks + LPT_QPAD + 4; }
+/* ord[B], tmp[B], then the queue: 2B + LPT_QPAD entries (ids, then their loads as
+ * doubles), so that compacting it (a move of at most B live entries) happens once per
+ * B + LPT_QPAD tasks, not every B. */
+#define LPT_QPAD 256
+int32_t fg_lpt_scratch_ints(int32_t num_blocks) {
+    return 4 * num_blocks + LPT_QPAD + 4 + 2 * (2 * num_blocks + LPT_QPAD) + 2;
+}
 
 void fg_lpt(const double *cost, const int64_t *count, int32_t num_runs, int32_t num_blocks,
             double *load, int32_t *assign, int32_t *scratch) {
     const int32_t B = num_blocks;
     int32_t *ord = scratch, *tmp = scratch + B, *q = scratch + 2 * B;
     const int32_t qcap = 2 * B + LPT_QPAD;
+    double *ql = (double *)(((uintptr_t)(q + qcap) + 7) & ~(uintptr_t)7); /* qcap loads */
     for (int32_t b = 0; b < B; b++) { load[b] = 0.0; ord[b] = b; }
     int sorted = 1; /* ord sorted by key; otherwise a binary heap (a sorted array is both) */
     int64_t at = 0;
@@ -119,34 +123,92 @@ void fg_lpt(const double *cost, const int64_t *count, int32_t num_runs, int32_t 
             continue;
         }
         if (!sorted) sort_blocks(load, ord, tmp, B);
-        /* Many tasks of one cost: the least key is the lesser front of the untouched
-         * blocks (sorted) and of the blocks already given a task of this class (kept
-         * sorted: a block re-enters with load + c, never below one that left before it,
-         * except when rounding ties two loads, which the insertion below orders). */
-        int32_t ai = 0, qh = 0, qt = 0; /* q[qh, qt) in a buffer of qcap */
-        for (int64_t i = 0; i < n; i++) {
-            int32_t b;
-            if (ai < B && (qh == qt || key_less(load, ord[ai], q[qh]))) b = ord[ai++];
-            else b = q[qh++];
-            if (assign) assign[at] = b;
-            at++;
-            load[b] += c;
-            if (qt == qcap) { /* compact: at most B live entries */
-                memmove(q, q + qh, sizeof(int32_t) * (size_t)(qt - qh));
-                qt -= qh;
-                qh = 0;
+        for (;;) {
+            /* Whole passes: while the least loaded block plus c is above the most loaded one,
+             * every block gets one task before any gets a second, in key order (a block given
+             * a task is above every untouched one), so a pass is a plain walk of ord. The
+             * order is then checked (rounding can tie two loads) and re-sorted if needed. */
+            while (n > 0 && load[ord[0]] + c > load[ord[B - 1]]) {
+                const int32_t take = n < B ? (int32_t)n : B;
+                for (int32_t j = 0; j < take; j++) {
+                    const int32_t b = ord[j];
+                    if (assign) assign[at + j] = b;
+                    load[b] += c;
+                }
+                at += take;
+                n -= take;
+                if (take < B) { /* untouched first, then the ones just given a task */
+                    memcpy(tmp, ord + take, sizeof(int32_t) * (size_t)(B - take));
+                    memcpy(tmp + (B - take), ord, sizeof(int32_t) * (size_t)take);
+                    memcpy(ord, tmp, sizeof(int32_t) * (size_t)B);
+                }
+                int32_t ok = 1;
+                for (int32_t j = 1; j < B && ok; j++) ok = key_less(load, ord[j - 1], ord[j]);
+                if (!ok) sort_blocks(load, ord, tmp, B);
             }
-            int32_t j = qt++;
-            while (j > qh && key_less(load, b, q[j - 1])) { q[j] = q[j - 1]; j--; }
-            q[j] = b;
+            if (n == 0) break;
+            /* Many tasks of one cost: the least key is the lesser front of the untouched
+             * blocks (sorted) and of the blocks already given a task of this class (kept
+             * sorted: a block re-enters with load + c, never below one that left before it,
+             * except when rounding ties two loads, which the insertion below orders).
+             * q[qh, qt) in a buffer of qcap, with each entry's load beside it in ql (a load
+             * does not change while its block waits in the queue or among the untouched, so
+             * the comparisons read these copies instead of chasing load[] through ids).
+             * Once every block is in the queue and its spread is below c, the rest is whole
+             * passes again: the loop hands the queue back as ord. */
+            int32_t ai = 0, qh = 0, qt = 0;
+            double lu = load[ord[0]];
+            int64_t i = 0, next_check = 0;
+            int to_passes = 0;
+            for (; i < n; i++) {
+                if (ai == B && i >= next_check) {
+                    if (ql[qh] + c > ql[qt - 1]) { to_passes = 1; break; }
+                    next_check = i + B;
+                }
+                int32_t b;
+                double lb;
+                if (ai < B && (qh == qt || lu < ql[qh] || (lu == ql[qh] && ord[ai] < q[qh]))) {
+                    b = ord[ai++];
+                    lb = lu;
+                    if (ai < B) lu = load[ord[ai]];
+                } else {
+                    b = q[qh];
+                    lb = ql[qh];
+                    qh++;
+                }
+                if (assign) assign[at] = b;
+                at++;
+                lb += c;
+                load[b] = lb;
+                if (qt == qcap) { /* compact: at most B live entries */
+                    memmove(q, q + qh, sizeof(int32_t) * (size_t)(qt - qh));
+                    memmove(ql, ql + qh, sizeof(double) * (size_t)(qt - qh));
+                    qt -= qh;
+                    qh = 0;
+                }
+                int32_t j = qt++;
+                while (j > qh && (lb < ql[j - 1] || (lb == ql[j - 1] && b < q[j - 1]))) {
+                    q[j] = q[j - 1];
+                    ql[j] = ql[j - 1];
+                    j--;
+                }
+                q[j] = b;
+                ql[j] = lb;
+            }
+            if (to_passes) { /* all B blocks are in q[qh, qt), in key order */
+                memcpy(ord, q + qh, sizeof(int32_t) * (size_t)B);
+                n -= i;
+                continue;
+            }
+            /* merge the untouched rest and the queue back into one sorted order */
+            int32_t o = 0;
+            int32_t *out = tmp;
+            while (ai < B && qh < qt) out[o++] = key_less(load, q[qh], ord[ai]) ? q[qh++] : ord[ai++];
+            while (ai < B) out[o++] = ord[ai++];
+            while (qh < qt) out[o++] = q[qh++];
+            memcpy(ord, out, sizeof(int32_t) * (size_t)B);
+            break;
         }
-        /* merge the untouched rest and the queue back into one sorted order */
-        int32_t o = 0;
-        int32_t *out = tmp;
-        while (ai < B && qh < qt) out[o++] = key_less(load, q[qh], ord[ai]) ? q[qh++] : ord[ai++];
-        while (ai < B) out[o++] = ord[ai++];
-        while (qh < qt) out[o++] = q[qh++];
-        memcpy(ord, out, sizeof(int32_t) * (size_t)B);
         sorted = 1;
     }
 }
@@ -225,47 +287,105 @@ done:
     free(prev);
 }
 
+/* Task t costs unit_cost[t / rep]: fg_schedule has rep = 1, fg_schedule_items one unit
+ * per item and rep = its KV heads, so validation and run building touch items, not tasks. */
+static fg_status schedule_core(const double *unit_cost, int32_t num_units, int32_t rep, int32_t num_tasks,
+                               int32_t num_blocks, const fg_lpt_hint *hint, int32_t *block_task_off,
+                               int32_t *block_task, double *makespan_us, double *imbalance);
+
 fg_status fg_schedule(const double *task_cost_us, int32_t num_tasks, int32_t num_blocks,
                       int32_t *block_task_off, int32_t *block_task, double *makespan_us,
                       double *imbalance) {
+    return schedule_core(task_cost_us, num_tasks, 1, num_tasks, num_blocks, NULL, block_task_off, block_task,
+                         makespan_us, imbalance);
+}
+
+fg_status fg_schedule_items_hint(const double *item_cost_us, int32_t num_items, int32_t heads,
+                                 int32_t num_blocks, const fg_lpt_hint *hint, int32_t *block_task_off,
+                                 int32_t *block_task, double *makespan_us, double *imbalance) {
+    if (heads < 1 || num_items < 0 || (int64_t)num_items * heads > INT32_MAX)
+        return fg_fail(FG_ERR_INVALID_VALUE, "fg_schedule: num_items = %d, heads = %d", num_items, heads);
+    return schedule_core(item_cost_us, num_items, heads, num_items * heads, num_blocks, hint, block_task_off,
+                         block_task, makespan_us, imbalance);
+}
+
+fg_status fg_schedule_items(const double *item_cost_us, int32_t num_items, int32_t heads, int32_t num_blocks,
+                            int32_t *block_task_off, int32_t *block_task, double *makespan_us,
+                            double *imbalance) {
+    return fg_schedule_items_hint(item_cost_us, num_items, heads, num_blocks, NULL, block_task_off, block_task,
+                                  makespan_us, imbalance);
+}
+
+/* Do two run lists give fg_lpt the same classes (consecutive equal costs summed, empty
+ * ones skipped)? */
+static int same_classes(const double *ac, const int64_t *an, int32_t na, const double *bc, const int64_t *bn,
+                        int32_t nb) {
+    int32_t i = 0, j = 0;
+    for (;;) {
+        while (i < na && an[i] <= 0) i++;
+        while (j < nb && bn[j] <= 0) j++;
+        if (i == na || j == nb) return i == na && j == nb;
+        const double c = ac[i];
+        if (bc[j] != c) return 0;
+        int64_t x = 0, y = 0;
+        while (i < na && ac[i] == c) x += an[i++];
+        while (j < nb && bc[j] == c) y += bn[j++];
+        if (x != y) return 0;
+    }
+}
+
+static fg_status schedule_core(const double *task_cost_us, int32_t num_units, int32_t rep, int32_t num_tasks,
+                               int32_t num_blocks, const fg_lpt_hint *hint, int32_t *block_task_off,
+                               int32_t *block_task, double *makespan_us, double *imbalance) {
     if (num_blocks < 1 || num_tasks < 0)
         return fg_fail(FG_ERR_INVALID_VALUE, "fg_schedule: num_tasks = %d, num_blocks = %d "
                        "(need num_tasks >= 0 and num_blocks >= 1)", num_tasks, num_blocks);
     if (!block_task_off || (num_tasks > 0 && (!task_cost_us || !block_task)) || !makespan_us || !imbalance)
         return fg_fail(FG_ERR_NULL_POINTER, "fg_schedule: a NULL argument");
-    for (int32_t t = 0; t < num_tasks; t++)
+    for (int32_t t = 0; t < num_units; t++)
         if (!(task_cost_us[t] >= 0.0) || !isfinite(task_cost_us[t]))
             return fg_fail(FG_ERR_INVALID_VALUE, "fg_schedule: task_cost_us[%d] = %g (must be finite and >= 0)",
-                           t, task_cost_us[t]);
+                           t * rep, task_cost_us[t]);
 
     fg_status st = FG_SUCCESS;
     /* one allocation for everything the scheduler needs */
     size_t T1 = (size_t)(num_tasks > 0 ? num_tasks : 1), B = (size_t)num_blocks;
-    size_t bytes = sizeof(run) * 2 * T1 + sizeof(double) * (T1 + B) + sizeof(int64_t) * T1 +
-                   sizeof(int32_t) * (2 * T1 + B + (size_t)fg_lpt_scratch_ints(num_blocks));
+    size_t U1 = (size_t)(num_units > 0 ? num_units : 1); /* runs: at most one per unit */
+    /* the run lists, loads and block cursors; the LPT's assignment and scratch come in a
+     * second block only when fg_divide's result cannot be reused, and the per-task
+     * assignment only when the improvement passes run (small peaks keep the heap calm) */
+    size_t bytes = sizeof(run) * 2 * U1 + sizeof(double) * (U1 + B) + sizeof(int64_t) * U1 +
+                   sizeof(int32_t) * B;
     char *arena = malloc(bytes);
     if (!arena) return fg_fail(FG_ERR_OUT_OF_MEMORY, "fg_schedule: out of host memory");
     run *runs = (run *)arena;
-    run *runs_tmp = runs + T1;
-    double *rc = (double *)(runs_tmp + T1);
-    double *load = rc + T1;
+    run *runs_tmp = runs + U1;
+    double *rc = (double *)(runs_tmp + U1);
+    double *load = rc + U1;
     int64_t *rn = (int64_t *)(load + B);
-    int32_t *assign = (int32_t *)(rn + T1);
-    int32_t *seq = assign + T1;
-    int32_t *hh = seq + T1;
-    int32_t *scr = hh + B;
+    int32_t *hh = (int32_t *)(rn + U1);
+    int32_t *assign = NULL, *lpt_buf = NULL;
+    const int32_t *seq;
     int32_t nr = 0;
-    for (int32_t t = 0; t < num_tasks; t++) {
-        if (nr && runs[nr - 1].c == task_cost_us[t]) runs[nr - 1].len++;
-        else runs[nr++] = (run){task_cost_us[t], t, 1};
+    for (int32_t u = 0; u < num_units; u++) {
+        if (nr && runs[nr - 1].c == task_cost_us[u]) runs[nr - 1].len += rep;
+        else runs[nr++] = (run){task_cost_us[u], u * rep, rep};
     }
     sort_runs(runs, runs_tmp, nr);
     rc[0] = 0.0; /* T1 >= 1; keeps GCC's maybe-uninitialized analysis quiet when nr == 0 */
     rn[0] = 0;
     for (int32_t k = 0; k < nr; k++) { rc[k] = runs[k].c; rn[k] = runs[k].len; }
-    fg_lpt(rc, rn, nr, num_blocks, load, seq, scr);
-    for (int32_t k = 0, at = 0; k < nr; k++)
-        for (int32_t t = runs[k].first; t < runs[k].first + runs[k].len; t++) assign[t] = seq[at++];
+    if (hint && hint->blocks == num_blocks && hint->tasks == num_tasks && hint->num_runs >= 0 &&
+        same_classes(rc, rn, nr, hint->cost, hint->count, hint->num_runs)) {
+        /* fg_divide ran this very LPT for its estimate: take its result */
+        seq = hint->assign;
+        memcpy(load, hint->load, sizeof(double) * (size_t)num_blocks);
+    } else {
+        lpt_buf = malloc(sizeof(int32_t) * (T1 + (size_t)fg_lpt_scratch_ints(num_blocks)));
+        if (!lpt_buf) { free(arena); return fg_fail(FG_ERR_OUT_OF_MEMORY, "fg_schedule: out of host memory"); }
+        fg_lpt(rc, rn, nr, num_blocks, load, lpt_buf, lpt_buf + T1);
+        seq = lpt_buf;
+    }
     double total = 0.0, biggest = 0.0;
     for (int32_t k = 0; k < nr; k++) {
         total += runs[k].c * runs[k].len;
@@ -275,21 +395,49 @@ fg_status fg_schedule(const double *task_cost_us, int32_t num_tasks, int32_t num
     double lower = mean > biggest ? mean : biggest;
     double mk = 0.0;
     for (int32_t b = 0; b < num_blocks; b++) mk = load[b] > mk ? load[b] : mk;
-    if (num_tasks > num_blocks && mk > lower * 1.005)
-        improve(task_cost_us, num_tasks, num_blocks, assign, load, lower);
+    /* LPT within 5% of a bound no schedule beats: the improvement passes cannot win more
+     * than that, and they cost more planning time than the rest of the scheduler */
+    int improved = 0;
+    if (num_tasks > num_blocks && mk > lower * 1.05 && (assign = malloc(sizeof(int32_t) * T1)) != NULL) {
+        improved = 1; /* (without the memory the LPT schedule stands) */
+        for (int32_t k = 0, at = 0; k < nr; k++)
+            for (int32_t t = runs[k].first; t < runs[k].first + runs[k].len; t++) assign[t] = seq[at++];
+        if (rep == 1) {
+            improve(task_cost_us, num_tasks, num_blocks, assign, load, lower);
+        } else {
+            double *tc = malloc(sizeof(double) * (size_t)num_tasks);
+            if (tc) { /* without it the LPT schedule stands */
+                for (int32_t t = 0; t < num_tasks; t++) tc[t] = task_cost_us[t / rep];
+                improve(tc, num_tasks, num_blocks, assign, load, lower);
+                free(tc);
+            }
+        }
+    }
 
     /* Emit each block's tasks longest first (the run order), ties by index. */
     memset(block_task_off, 0, sizeof(int32_t) * (size_t)(num_blocks + 1));
-    for (int32_t t = 0; t < num_tasks; t++) block_task_off[assign[t] + 1]++;
+    if (improved) {
+        for (int32_t t = 0; t < num_tasks; t++) block_task_off[assign[t] + 1]++;
+    } else { /* the LPT assignment as it came, in run order */
+        for (int32_t at = 0; at < num_tasks; at++) block_task_off[seq[at] + 1]++;
+    }
     for (int32_t b = 0; b < num_blocks; b++) block_task_off[b + 1] += block_task_off[b];
     memcpy(hh, block_task_off, sizeof(int32_t) * (size_t)num_blocks);
-    for (int32_t k = 0; k < nr; k++)
-        for (int32_t t = runs[k].first; t < runs[k].first + runs[k].len; t++)
-            block_task[hh[assign[t]]++] = t;
+    if (improved) {
+        for (int32_t k = 0; k < nr; k++)
+            for (int32_t t = runs[k].first; t < runs[k].first + runs[k].len; t++)
+                block_task[hh[assign[t]]++] = t;
+    } else {
+        for (int32_t k = 0, at = 0; k < nr; k++)
+            for (int32_t t = runs[k].first; t < runs[k].first + runs[k].len; t++)
+                block_task[hh[seq[at++]]++] = t;
+    }
     mk = 0.0;
     for (int32_t b = 0; b < num_blocks; b++) mk = load[b] > mk ? load[b] : mk;
     *makespan_us = mk;
     *imbalance = mean > 0.0 ? mk / mean : 1.0;
     free(arena);
+    free(lpt_buf);
+    free(assign);
     return st;
 }

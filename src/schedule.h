@@ -16,6 +16,31 @@ fg_status fg_schedule(const double *task_cost_us, int32_t num_tasks, int32_t num
                       int32_t *block_task_off, int32_t *block_task, double *makespan_us,
                       double *imbalance);
 
+/* An LPT result fg_divide already computed for its chosen division: the run list it gave
+ * fg_lpt (costs and counts in fg_lpt's order), the block count, the assignment in run
+ * order and the block loads. fg_lpt depends only on the sequence of (cost, total count)
+ * classes and the block count, so a scheduler whose classes match may take it as is. */
+typedef struct fg_lpt_hint {
+    int32_t blocks, num_runs;
+    int64_t tasks;
+    const double *cost;       /* [num_runs] */
+    const int64_t *count;     /* [num_runs] */
+    const int32_t *assign;    /* [tasks] */
+    const double *load;       /* [blocks] */
+} fg_lpt_hint;
+
+/* fg_schedule for tasks in runs of `heads`: task t costs item_cost_us[t / heads] (a plan's
+ * tasks are its items times its KV heads). The same bytes as fg_schedule on the expanded
+ * costs, without expanding them. */
+fg_status fg_schedule_items(const double *item_cost_us, int32_t num_items, int32_t heads, int32_t num_blocks,
+                            int32_t *block_task_off, int32_t *block_task, double *makespan_us,
+                            double *imbalance);
+/* The same, reusing `hint` (may be NULL) in place of the LPT pass when it matches: same
+ * bytes either way. */
+fg_status fg_schedule_items_hint(const double *item_cost_us, int32_t num_items, int32_t heads,
+                                 int32_t num_blocks, const fg_lpt_hint *hint, int32_t *block_task_off,
+                                 int32_t *block_task, double *makespan_us, double *imbalance);
+
 /* The LPT core fg_schedule and fg_divide's estimates share. Tasks come as runs of
  * count[k] tasks of cost[k], in non-increasing cost order; each task goes to the block
  * with the least (load, index), exactly as a binary min-heap of blocks would place it.
