@@ -417,7 +417,7 @@ static void plan_time(env *e, int reps, const char *arch, int units) {
     fg_attn_desc a = gqa(32, 8);
     double *v = malloc(sizeof(double) * (size_t)reps);
     fg_plan plan;
-    fg_backend_ops sim;
+    static fg_backend_ops sim; /* static: the context may cache buffers it allocated until destroy */
     memset(&sim, 0, sizeof sim);
     const fg_backend_ops *saved_gpu = e->ctx->gpu;
     fg_cost_params saved_cost = e->ctx->cost;

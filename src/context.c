@@ -109,10 +109,14 @@ fg_status fg_context_create(const fg_context_options *opts, fg_context *out) {
 
     fg_context ctx = calloc(1, sizeof *ctx);
     if (!ctx) return fg_fail(FG_ERR_OUT_OF_MEMORY, "fg_context_create: out of host memory");
+    if (pthread_mutex_init(&ctx->buf_lock, NULL) != 0) {
+        free(ctx);
+        return fg_fail(FG_ERR_OUT_OF_MEMORY, "fg_context_create: cannot create a mutex");
+    }
 
     if (o.backend == FG_BACKEND_CUDA || o.backend == FG_BACKEND_HIP) {
         st = open_gpu(ctx, &o, 1);
-        if (st != FG_SUCCESS) { free(ctx); return st; }
+        if (st != FG_SUCCESS) { pthread_mutex_destroy(&ctx->buf_lock); free(ctx); return st; }
     } else if (o.backend == FG_BACKEND_AUTO) {
         if (open_gpu(ctx, &o, 0) != FG_SUCCESS) { ctx->gpu = 0; ctx->gpu_state = 0; }
         fg_clear_error();
@@ -127,7 +131,7 @@ fg_status fg_context_create(const fg_context_options *opts, fg_context *out) {
         ctx->props.compute_units = threads;
         ctx->props.warp_size = 1;
         st = fg_thread_pool_create(threads, &ctx->pool);
-        if (st != FG_SUCCESS) { free(ctx); return st; }
+        if (st != FG_SUCCESS) { pthread_mutex_destroy(&ctx->buf_lock); free(ctx); return st; }
     }
     st = load_calibration(ctx, &o);
     if (st != FG_SUCCESS) { fg_context_destroy(ctx); return st; }
@@ -138,8 +142,75 @@ fg_status fg_context_create(const fg_context_options *opts, fg_context *out) {
     return FG_SUCCESS;
 }
 
+/* ------------------------------------------------------------ plan buffer cache */
+
+static void buf_release(const fg_buf_entry *e) {
+    if (!e->ptr) return;
+    if (e->ops) {
+        char msg[256];
+        e->ops->pinned_free(e->state, e->ptr, msg, sizeof msg);
+    } else {
+        free(e->ptr);
+    }
+}
+
+fg_status fg_ctx_buf_take(fg_context ctx, size_t bytes, void **ptr, size_t *cap) {
+    if (bytes == 0) bytes = 1;
+    /* The smallest cached buffer of this allocator that holds `bytes` and is not more
+     * than 4 times what is asked (a small plan does not pin down a big buffer). */
+    pthread_mutex_lock(&ctx->buf_lock);
+    int best = -1;
+    for (int i = 0; i < FG_BUF_CACHE; i++) {
+        const fg_buf_entry *e = &ctx->buf_cache[i];
+        if (!e->ptr || e->ops != ctx->gpu || e->state != ctx->gpu_state) continue;
+        if (e->bytes < bytes || e->bytes / 4 > bytes) continue;
+        if (best < 0 || e->bytes < ctx->buf_cache[best].bytes) best = i;
+    }
+    if (best >= 0) {
+        *ptr = ctx->buf_cache[best].ptr;
+        *cap = ctx->buf_cache[best].bytes;
+        memset(&ctx->buf_cache[best], 0, sizeof ctx->buf_cache[best]);
+        pthread_mutex_unlock(&ctx->buf_lock);
+        return FG_SUCCESS;
+    }
+    pthread_mutex_unlock(&ctx->buf_lock);
+    if (ctx->gpu) {
+        char msg[256] = "";
+        void *p = NULL;
+        fg_status st = ctx->gpu->pinned_alloc(ctx->gpu_state, &p, bytes, msg, sizeof msg);
+        if (st != FG_SUCCESS) return fg_fail(st, "fg_plan_create: pinned host allocation failed: %s", msg);
+        *ptr = p;
+    } else {
+        *ptr = malloc(bytes);
+        if (!*ptr) return fg_fail(FG_ERR_OUT_OF_MEMORY, "fg_plan_create: out of host memory for the work list");
+    }
+    *cap = bytes;
+    return FG_SUCCESS;
+}
+
+void fg_ctx_buf_give(fg_context ctx, void *ptr, size_t cap) {
+    if (!ptr) return;
+    fg_buf_entry in = {ptr, cap, ctx->gpu, ctx->gpu_state}, out;
+    memset(&out, 0, sizeof out);
+    pthread_mutex_lock(&ctx->buf_lock);
+    /* An empty slot, else the oldest (slot 0; the others move down). */
+    int slot = -1;
+    for (int i = 0; i < FG_BUF_CACHE && slot < 0; i++)
+        if (!ctx->buf_cache[i].ptr) slot = i;
+    if (slot < 0) {
+        out = ctx->buf_cache[0];
+        memmove(&ctx->buf_cache[0], &ctx->buf_cache[1], sizeof(fg_buf_entry) * (FG_BUF_CACHE - 1));
+        slot = FG_BUF_CACHE - 1;
+    }
+    ctx->buf_cache[slot] = in;
+    pthread_mutex_unlock(&ctx->buf_lock);
+    buf_release(&out);
+}
+
 fg_status fg_context_destroy(fg_context ctx) {
     if (!ctx) return FG_SUCCESS;
+    for (int i = 0; i < FG_BUF_CACHE; i++) buf_release(&ctx->buf_cache[i]);
+    pthread_mutex_destroy(&ctx->buf_lock);
     if (ctx->gpu) ctx->gpu->close(ctx->gpu_state);
     if (ctx->pool) fg_thread_pool_destroy(ctx->pool);
     free(ctx);

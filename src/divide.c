@@ -373,13 +373,14 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
     int32_t *node_g0 = malloc(sizeof(int32_t) * (size_t)(N + 1));
     int32_t *host = malloc(sizeof(int32_t) * (size_t)(N > 0 ? N : 1));
     int32_t *tok_rank_buf = NULL;
+    vec tlim = {0, 0, 0, sizeof(int32_t)}; /* causal limit of each listed token (parallel to toks) */
     int32_t *count = calloc((size_t)(Q > 0 ? Q : 1), sizeof *count);
     uint8_t *solo_req = calloc((size_t)R, 1);
     double *load = malloc(sizeof(double) * (size_t)in->num_blocks);
     if (!node_g0 || !host || !count || !solo_req || !load || !lpt_scr || !mc_memo || !best_load) OOM();
 
     /* 1. Rows per node, cut into row groups. */
-    if (vec_reserve(&toks, (int64_t)Q + N)) OOM();
+    if (vec_reserve(&toks, (int64_t)Q + N) || vec_reserve(&tlim, (int64_t)Q + N)) OOM();
     for (int32_t n = 0; n < N; n++) {
         node_g0[n] = (int32_t)grps.n;
         host[n] = -1;
@@ -390,10 +391,13 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
             int32_t i0 = f->begin[n] - first + 1;             /* first token with limit > begin */
             if (i0 < 0) i0 = 0;
             if (i0 >= in->q_len[r]) continue;
-            if (vec_reserve(&toks, toks.n + (in->q_len[r] - i0))) OOM();
+            if (vec_reserve(&toks, toks.n + (in->q_len[r] - i0)) ||
+                vec_reserve(&tlim, toks.n + (in->q_len[r] - i0))) OOM();
             int32_t *t = (int32_t *)toks.p + toks.n, base = in->q_indptr[r];
-            for (int32_t i = i0; i < in->q_len[r]; i++) *t++ = base + i;
+            int32_t *tl = (int32_t *)tlim.p + toks.n;
+            for (int32_t i = i0; i < in->q_len[r]; i++) { *t++ = base + i; *tl++ = first + i; }
             toks.n += in->q_len[r] - i0;
+            tlim.n = toks.n;
         }
         int32_t nt = (int32_t)toks.n - t0;
         for (int32_t g0 = 0; g0 < nt; g0 += c.rpb) {
@@ -621,9 +625,9 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
             int64_t r0 = row.n;
             if (vec_reserve(&row, row.n + G[g].nt)) OOM();
             fg_row *w = (fg_row *)row.p + row.n;
+            const int32_t *tlp = tlim.p;
             for (int32_t i = G[g].t0; i < G[g].t0 + G[g].nt; i++) {
-                int32_t qt = tk[i], rk = tok_rank_buf[i], r = f->req_at_rank[rk];
-                int32_t limit = in->kv_len[r] - in->q_len[r] + (qt - in->q_indptr[r]) + 1;
+                int32_t qt = tk[i], rk = tok_rank_buf[i], limit = tlp[i];
                 if (limit <= cb) continue;
                 *w++ = (fg_row){qt, rk, limit, -1};
                 count[qt]++;
@@ -692,6 +696,7 @@ done:
     free(seg_off.p);
     free(row_off.p);
     free(toks.p);
+    free(tlim.p);
     free(grps.p);
     free(folds.p);
     free(runs.p);

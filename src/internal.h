@@ -2,6 +2,7 @@
 #ifndef FG_INTERNAL_H
 #define FG_INTERNAL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +24,17 @@ void fg_clear_error(void);
 
 typedef struct fg_thread_pool fg_thread_pool;
 
+/* A host buffer a destroyed plan gave back to its context, kept for the next plan that
+ * fits in it (so that freeing a plan does not trim the heap under the next one). `ops`
+ * is the backend that allocated it (NULL: malloc), `state` that backend's state. */
+typedef struct fg_buf_entry {
+    void *ptr;
+    size_t bytes;
+    const fg_backend_ops *ops;
+    void *state;
+} fg_buf_entry;
+#define FG_BUF_CACHE 4
+
 struct fg_context_s {
     fg_backend_kind kind;
     const fg_backend_ops *gpu; /* NULL for the CPU backend */
@@ -33,6 +45,8 @@ struct fg_context_s {
     int32_t calibration_measured;
     int32_t num_threads;       /* CPU backend workers (including the caller) */
     fg_thread_pool *pool;      /* CPU backend; NULL on GPU */
+    pthread_mutex_t buf_lock;  /* guards buf_cache */
+    fg_buf_entry buf_cache[FG_BUF_CACHE];
 };
 
 /* The plan: host copies of the descriptors, the forest, the host image of the work
@@ -47,6 +61,7 @@ struct fg_plan_s {
     int32_t *kv_len;           /* [R] */
     fg_forest forest;
     void *list;                /* host image of the lists, layout.list_bytes (pinned on GPU) */
+    size_t list_cap;           /* bytes allocated at list (>= layout.list_bytes) */
     fg_work_layout layout;
     int32_t num_items, num_segs, num_rows, num_tasks, num_blocks, num_slots, num_merge;
     int32_t max_item_rows;
@@ -57,6 +72,13 @@ struct fg_plan_s {
 /* Bytes of one element of a dtype. */
 static inline int fg_dtype_size(fg_dtype t) { return t == FG_DTYPE_FP32 ? 4 : 2; }
 static inline int64_t fg_align_up(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
+
+/* Plan buffers (src/context.c): take a buffer of at least `bytes` from the context's
+ * cache (or allocate one: pinned through ctx->gpu on GPU contexts, malloc otherwise);
+ * *cap receives its size. Give it back with fg_ctx_buf_give when the plan is destroyed;
+ * the cache keeps a few and frees the rest (and all at fg_context_destroy). */
+fg_status fg_ctx_buf_take(fg_context ctx, size_t bytes, void **ptr, size_t *cap);
+void fg_ctx_buf_give(fg_context ctx, void *ptr, size_t cap);
 
 /* CPU backend (src/cpu_backend.c). */
 fg_status fg_thread_pool_create(int32_t num_threads, fg_thread_pool **pool);
