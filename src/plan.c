@@ -10,6 +10,7 @@
 
 #include "divide.h"
 #include "internal.h"
+#include "pack.h"
 #include "schedule.h"
 
 #define FG_MAX_HEAD_DIM 256
@@ -226,6 +227,14 @@ static fg_status build_candidate(fg_context ctx, const fg_attn_desc *a, int32_t 
         .page_size = a->page_size, .num_blocks = max_blocks};
     st = fg_divide(&in, cost, &c->div);
     if (st != FG_SUCCESS) { candidate_free(c); return st; }
+    {
+        fg_cost_shape sh = {group, a->head_dim_qk, a->head_dim_v, fg_dtype_size(a->q_dtype),
+                            fg_dtype_size(a->kv_dtype), a->page_size};
+        int32_t packed = 0;
+        st = fg_pack_short_items(&c->div, cost, &sh, &packed);
+        if (st != FG_SUCCESS) { candidate_free(c); return st; }
+        if (packed) fg_division_drop_lpt(&c->div); /* its estimate was of the unpacked items */
+    }
     if ((int64_t)c->div.num_items * a->kv_head_count > INT32_MAX / 2) {
         candidate_free(c);
         return fg_fail(FG_ERR_OVERFLOW, "fg_plan_create: %d work items x %d KV heads overflow the task index",

@@ -1,0 +1,92 @@
+/* Packing of short single-request items; see pack.h. */
+#include <stdlib.h>
+
+#include "internal.h"
+#include "pack.h"
+
+/* Longest segment worth packing, in KV tiles: longer ones already stream well alone. */
+#define FG_PACK_MAX_SEG_TILES 2
+/* Most KV tiles in one packed item: keeps packed tasks short enough to balance. */
+#define FG_PACK_MAX_TILES 8
+
+static int packable(const fg_division *d, int32_t i, int32_t tile_kv) {
+    if (d->item_seg_off[i + 1] - d->item_seg_off[i] != 1) return 0;
+    const fg_seg *s = &d->seg[d->item_seg_off[i]];
+    return s->rank_hi - s->rank_lo == 1 && s->kv_end - s->kv_begin <= FG_PACK_MAX_SEG_TILES * tile_kv;
+}
+
+fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const fg_cost_shape *shape,
+                              int32_t *removed) {
+    *removed = 0;
+    int32_t n = d->num_items;
+    int32_t tile_kv = cost->tile_kv > 0 ? cost->tile_kv : 64;
+    int32_t max_rows = cost->tile_rows / (shape->group > 0 ? shape->group : 1);
+    if (max_rows < 2 || n < 2) return FG_SUCCESS;
+
+    /* pack_of[i]: index of the first item of i's pack (i itself when unpacked). */
+    int32_t *pack_of = malloc(sizeof(int32_t) * (size_t)n);
+    double *pack_cost = malloc(sizeof(double) * (size_t)n);
+    if (!pack_of || !pack_cost) {
+        free(pack_of);
+        free(pack_cost);
+        return fg_fail(FG_ERR_OUT_OF_MEMORY, "fg_plan_create: out of host memory packing items");
+    }
+    int32_t head = -1, rows = 0, segs = 0, count = 0;
+    int64_t kv = 0;
+    double cost_sum = 0.0;
+    for (int32_t i = 0; i < n; i++) {
+        pack_of[i] = i;
+        pack_cost[i] = d->item_cost_us[i];
+        if (!packable(d, i, tile_kv)) { head = -1; continue; }
+        const fg_seg *s = &d->seg[d->item_seg_off[i]];
+        int32_t r = d->item_row_off[i + 1] - d->item_row_off[i];
+        int64_t len = s->kv_end - s->kv_begin;
+        int ok = head >= 0 && rows + r <= max_rows && kv + len <= (int64_t)FG_PACK_MAX_TILES * tile_kv;
+        /* A request may own several short items (chunks): one pack never holds a request twice. */
+        for (int32_t j = head; ok && j < i; j++)
+            if (pack_of[j] == head && d->seg[d->item_seg_off[j]].rank_lo == s->rank_lo) ok = 0;
+        if (ok) {
+            /* Every row of a packed item writes a partial state in the worst case. */
+            double packed = fg_cost_task_us(cost, shape, rows + r, rows + r, kv + len, segs + 1);
+            ok = packed < cost_sum + d->item_cost_us[i];
+            if (ok) {
+                pack_of[i] = head;
+                rows += r;
+                kv += len;
+                segs += 1;
+                count += 1;
+                cost_sum = packed;
+                pack_cost[head] = packed;
+                continue;
+            }
+        }
+        head = i;
+        rows = r;
+        kv = len;
+        segs = 1;
+        cost_sum = d->item_cost_us[i];
+    }
+    if (count == 0) {
+        free(pack_of);
+        free(pack_cost);
+        return FG_SUCCESS;
+    }
+
+    /* Members of a pack are consecutive items, whose segments and rows are already stored
+     * back to back: packing only drops the item boundaries between them (in place). */
+    int32_t k = 0;
+    for (int32_t i = 0; i < n; i++) {
+        if (pack_of[i] != i) continue;
+        d->item_seg_off[k] = d->item_seg_off[i];
+        d->item_row_off[k] = d->item_row_off[i];
+        d->item_cost_us[k] = pack_cost[i];
+        k++;
+    }
+    d->item_seg_off[k] = d->item_seg_off[n];
+    d->item_row_off[k] = d->item_row_off[n];
+    d->num_items = k;
+    *removed = count;
+    free(pack_of);
+    free(pack_cost);
+    return FG_SUCCESS;
+}
