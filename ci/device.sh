@@ -183,18 +183,19 @@ if [ -n "$NCU" ] && [ -x "$BUILD/perf/forgeattn-bench" ]; then
   echo "ncu: ${NCUB:-NOT FOUND}"
   for w in ${NCU//,/ }; do
     [ -n "$NCUB" ] || break
-    rep="$LOGDIR/ncu-$w"
+    NCUDIR=${FG_NCU_DIR:-$LOGDIR}; mkdir -p "$NCUDIR"   # FG_NCU_DIR: keep the big files off $OUT
+    rep="$NCUDIR/ncu-$w"
     timeout 240 "$NCUB" --set full --import-source no -k regex:partial_mma --launch-count 1 -f -o "$rep" \
-      "$BUILD/perf/forgeattn-bench" --backend cuda --only "$w" --runs 1 --warmup 1 >"$LOGDIR/ncu-$w.run.log" 2>&1
-    echo "ncu $w rc=$?"; tail -3 "$LOGDIR/ncu-$w.run.log"
-    "$NCUB" --import "$rep.ncu-rep" --page details --print-details all >"$LOGDIR/ncu-$w-details.txt" 2>&1
-    "$NCUB" --import "$rep.ncu-rep" --page raw --csv >"$LOGDIR/ncu-$w-raw.csv" 2>&1
-    "$NCUB" --import "$rep.ncu-rep" --page source --csv --print-source sass >"$LOGDIR/ncu-$w-sass.csv" 2>&1
+      "$BUILD/perf/forgeattn-bench" --backend cuda --only "$w" --runs 1 --warmup 1 >"$NCUDIR/ncu-$w.run.log" 2>&1
+    echo "ncu $w rc=$?"; tail -3 "$NCUDIR/ncu-$w.run.log"
+    "$NCUB" --import "$rep.ncu-rep" --page details --print-details all >"$NCUDIR/ncu-$w-details.txt" 2>&1
+    "$NCUB" --import "$rep.ncu-rep" --page raw --csv >"$NCUDIR/ncu-$w-raw.csv" 2>&1
+    "$NCUB" --import "$rep.ncu-rep" --page source --csv --print-source sass >"$NCUDIR/ncu-$w-sass.csv" 2>&1
     rm -f "$rep.ncu-rep"
     echo "---- ncu $w"
     grep -E "^ +(Duration|DRAM Throughput|Memory Throughput|L2 Hit Rate|Compute \(SM\) Throughput|Achieved Occupancy|Theoretical Occupancy|Issue Slots Busy|Issued Warp Per Scheduler|No Eligible|Active Warps Per Scheduler|Eligible Warps Per Scheduler|Warp Cycles Per Issued Instruction|Registers Per Thread|Executed Ipc Active|Block Limit Shared Mem) " \
-      "$LOGDIR/ncu-$w-details.txt" | sed 's/  */ /g'
-    python3 - "$LOGDIR/ncu-$w-raw.csv" <<'PY'
+      "$NCUDIR/ncu-$w-details.txt" | sed 's/  */ /g'
+    python3 - "$NCUDIR/ncu-$w-raw.csv" <<'PY'
 import csv, sys
 rows = list(csv.reader(open(sys.argv[1])))
 hdr = next((i for i, r in enumerate(rows) if r and r[0] == "ID"), None)
@@ -205,6 +206,34 @@ if hdr is not None and len(rows) > hdr + 2:
           and v.replace(",", "").replace(".", "").isdigit()]
     for v, n in sorted(st, reverse=True)[:9]:
         print("  stall %-28s %.2f" % (n[len("smsp__average_warps_issue_stalled_"):-len("_per_issue_active.ratio")], v))
+PY
+    # SASS view: where the stall samples are (top instructions, with their largest reasons)
+    python3 - "$NCUDIR/ncu-$w-sass.csv" <<'PY' 2>&1 | head -60
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1], errors="replace")))
+hdr = next((i for i, r in enumerate(rows) if r and ("Address" in r or "# Address" in r)), None)
+if hdr is None:
+    print("  sass: no header; first lines:", rows[:3]); sys.exit()
+H = rows[hdr]; body = [r for r in rows[hdr + 1:] if len(r) == len(H)]
+def col(name):
+    return next((i for i, h in enumerate(H) if h.startswith(name)), None)
+ia, isrc = col("Address") or col("# Address"), col("Source")
+iall = col("Warp Stall Sampling (All")
+if iall is None:
+    print("  sass columns:", H[:40]); sys.exit()
+num = lambda v: float(v.replace(",", "") or 0) if v.replace(",", "").replace(".", "").isdigit() else 0.0
+tot = sum(num(r[iall]) for r in body) or 1.0
+reasons = [i for i, h in enumerate(H) if h.startswith("stall_") or h.startswith("smsp__pcsamp_warps_issue_stalled")]
+print("  sass: %d instructions, %d stall samples" % (len(body), tot))
+idx = sorted(range(len(body)), key=lambda j: -num(body[j][iall]))[:36]
+for j in sorted(idx):
+    r = body[j]
+    rs = sorted(((num(r[i]), H[i].replace("smsp__pcsamp_warps_issue_stalled_", "")) for i in reasons), reverse=True)[:2]
+    print("  %5d %5.1f%% %-60s %s" % (j, 100 * num(r[iall]) / tot, r[isrc][:60], " ".join("%s=%d" % (n, v) for v, n in rs if v)))
+# share by 200-instruction region (program order), for a coarse map
+reg = {}
+for j, r in enumerate(body): reg[j // 200] = reg.get(j // 200, 0) + num(r[iall])
+print("  by 200-instr region:", " ".join("%d:%.0f%%" % (k * 200, 100 * v / tot) for k, v in sorted(reg.items())))
 PY
   done
 fi

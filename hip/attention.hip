@@ -516,7 +516,7 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma(fg_kernel_args a) {
  *    and cp.async per row: no global load, no division.
  * Fillers are the last BN threads (warps 2-3 at BN 64): idle warps when a row block has
  * <= 32 rows (decode with GQA), the common case. */
-template <int T, int D, bool V5>
+template <int T, int D, bool V5, bool PF = false>
 __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     using C = MmaCfg<D>;
@@ -546,12 +546,39 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
     const int ps_shift = (ps & (ps - 1)) == 0 ? __ffs(ps) - 1 : -1; /* uniform */
     const int fill_r = tid - (kMmaThreads - BN);                     /* filler's tile row */
 
-    for (int bt = a.block_task_off[blockIdx.x]; bt < a.block_task_off[blockIdx.x + 1]; ++bt) {
-        const int task = a.block_task[bt];
+    /* v7 (PF): the next task's metadata chain (block_task -> item offsets -> segments ->
+     * page-table bases) is loaded during the current task, one dependent level at a time
+     * at points where the current task waits anyway; the next task then stages its
+     * segment table from registers. */
+    const int bt_end = a.block_task_off[blockIdx.x + 1];
+    int nx_task = -1, nx_row0 = 0, nx_nrows = 0, nx_seg0 = 0, nx_nseg = 0;
+    int nx_beg = 0, nx_len = 0, nx_lo = 0, nx_hi = 0, nx_pb = 0, nx_src = 0;
+    bool nx_segs = false; /* this thread's segment registers hold the next task's */
+    bool nx_meta = true;  /* nx_row0 .. nx_nseg hold the next task's item offsets */
+    if (PF && a.block_task_off[blockIdx.x] < bt_end) {
+        nx_task = a.block_task[a.block_task_off[blockIdx.x]];
+        const int it = nx_task / a.kv_head_count;
+        nx_row0 = a.item_row_off[it];
+        nx_nrows = a.item_row_off[it + 1] - nx_row0;
+        nx_seg0 = a.item_seg_off[it];
+        nx_nseg = a.item_seg_off[it + 1] - nx_seg0;
+    }
+    for (int bt = a.block_task_off[blockIdx.x]; bt < bt_end; ++bt) {
+        const int task = PF ? nx_task : a.block_task[bt];
         const int item = task / a.kv_head_count, g = task % a.kv_head_count;
         const int kvh = a.kv_head_begin + g;
-        const int row0 = a.item_row_off[item], nrows = a.item_row_off[item + 1] - row0;
-        const int seg0 = a.item_seg_off[item], nseg = a.item_seg_off[item + 1] - seg0;
+        const bool pm = PF && nx_meta; /* else (the last task had no rows) load them now */
+        const int row0 = pm ? nx_row0 : a.item_row_off[item];
+        const int nrows = pm ? nx_nrows : a.item_row_off[item + 1] - row0;
+        const int seg0 = pm ? nx_seg0 : a.item_seg_off[item];
+        const int nseg = pm ? nx_nseg : a.item_seg_off[item + 1] - seg0;
+        const bool cur_segs = PF && nx_segs && nseg <= kSegCap;
+        const int c_beg = nx_beg, c_len = nx_len, c_lo = nx_lo, c_hi = nx_hi, c_pb = nx_pb;
+        if (PF) { /* level 1 of the next task: its id */
+            nx_segs = false;
+            nx_meta = false;
+            nx_task = bt + 1 < bt_end ? a.block_task[bt + 1] : -1;
+        }
         const int M = nrows * a.group;
         const int64_t k_head = (int64_t)kvh * a.k_stride_head, v_head = (int64_t)kvh * a.v_stride_head;
 
@@ -593,6 +620,14 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
                 *(fg_vec16 *)(Qs + r * D + fg_swizzle_chunk(r, c) * 8) = val;
             }
             }
+            if (PF && mb == 0 && nx_task >= 0) { /* level 2: the next item's offsets */
+                const int it = nx_task / a.kv_head_count;
+                nx_row0 = a.item_row_off[it];
+                nx_nrows = a.item_row_off[it + 1] - nx_row0;
+                nx_seg0 = a.item_seg_off[it];
+                nx_nseg = a.item_seg_off[it + 1] - nx_seg0;
+                nx_meta = true;
+            }
             int rrank[2], rlim[2], rslot[2], rqtok[2], rh[2], rhl[2];
 #pragma unroll
             for (int hf = 0; hf < 2; hf++) {
@@ -623,12 +658,29 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
                 const bool restage = !V5 || mb == 0 || nseg > kSegCap;
                 __syncthreads(); /* the previous chunk's tiles, tables and segment table are consumed */
                 if (restage && tid < ns) {
+                    if (cur_segs && mb == 0) { /* v7: prefetched during the previous task */
+                        seg_pb[tid] = c_pb;
+                        seg_beg[tid] = c_beg;
+                        seg_lo[tid] = c_lo;
+                        seg_hi[tid] = c_hi;
+                        seg_cum[tid + 1] = c_len;
+                    } else {
                     const fg_seg sg = a.seg[seg0 + sc + tid];
                     seg_pb[tid] = a.page_off[sg.src_req];
                     seg_beg[tid] = sg.kv_begin;
                     seg_lo[tid] = sg.rank_lo;
                     seg_hi[tid] = sg.rank_hi;
                     seg_cum[tid + 1] = sg.kv_end - sg.kv_begin;
+                    }
+                }
+                if (PF && mb == 0 && sc == 0 && nx_task >= 0 && nx_nseg <= kSegCap && tid < nx_nseg) {
+                    /* level 3: the next task's segments (their page-table bases: level 4) */
+                    const fg_seg sg = a.seg[nx_seg0 + tid];
+                    nx_beg = sg.kv_begin;
+                    nx_len = sg.kv_end - sg.kv_begin;
+                    nx_lo = sg.rank_lo;
+                    nx_hi = sg.rank_hi;
+                    nx_src = sg.src_req;
                 }
                 if (restage) {
                     __syncthreads();
@@ -688,6 +740,10 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
                     fg_cp_async_commit();
                 };
 
+                if (PF && mb == 0 && sc == 0 && nx_task >= 0 && nx_nseg <= kSegCap && tid < nx_nseg) {
+                    nx_pb = a.page_off[nx_src]; /* level 4 */
+                    nx_segs = true;
+                }
                 if (ntiles > 0) {
                     if (tid < 2 * BN) { /* prologue: tables of tiles 0 and 1 */
                         const int t = tid / BN, r = tid % BN;
@@ -852,9 +908,11 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
 constexpr int kSegCap3 = 32;  /* one warp scans a unit's segment lengths */
 constexpr int kNU = 4;        /* prepared unit slots */
 
-template <int D> struct Mma3Cfg {
-    static constexpr int BN = D <= 64 ? 64 : (D <= 128 ? 32 : 16);
-    static constexpr int S = 4;                      /* KV stages: S - 1 tiles in flight */
+/* W (v6): v1/v4's tile (64 tokens at d <= 128) in 2 stages, so one tile is in flight
+ * while one is computed, across task boundaries (session 4, perf/NOTES-gpu.md). */
+template <int D, bool W = false> struct Mma3Cfg {
+    static constexpr int BN = W ? MmaCfg<D>::BN : (D <= 64 ? 64 : (D <= 128 ? 32 : 16));
+    static constexpr int S = W ? 2 : 4;              /* KV stages: S - 1 tiles in flight */
     static constexpr int NQ = D <= 128 ? 2 : 1;      /* Q slots */
     static constexpr int CPR = D * 2 / 16;
     static constexpr int RPP = kMmaThreads / CPR;
@@ -878,10 +936,11 @@ __device__ __forceinline__ void cp_async_wait_dyn(int n) {
     else fg_cp_async_wait<3>();
 }
 
-template <int T, int D>
+template <int T, int D, bool W>
 __global__ void __launch_bounds__(kMmaThreads) partial_mma3(fg_kernel_args a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    using C = Mma3Cfg<D>;
+    using C = Mma3Cfg<D, W>;
+    static_assert(C::RPT * C::RPP == C::BN, "loader rows");
     constexpr int BN = C::BN, CPR = C::CPR, RPP = C::RPP, S = C::S, NQ = C::NQ;
     extern __shared__ __align__(16) unsigned char smem[];
     uint16_t *Qs = (uint16_t *)smem;
@@ -909,6 +968,12 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma3(fg_kernel_args a) {
     const uint16_t *v = (const uint16_t *)a.v;
     const float sl2 = a.scale * kLog2e;
     const int lchunk = tid % CPR, lrow0 = tid / CPR;
+    const int ps = a.page_size;
+    const int ps_shift = (ps & (ps - 1)) == 0 ? __ffs(ps) - 1 : -1; /* uniform */
+    /* prepare: the segment scan runs on warp SW, the row metadata on threads RT0.. RT0+kBM.
+     * v6 puts them on the warps that compute last (3, then 1-2), so warp 0 (always computing)
+     * does not wait for their dependent loads. */
+    constexpr int SW = W ? 3 : 0, RT0 = 32;
 
     /* Enumeration of the block's units (uniform registers). */
     int p_bt = a.block_task_off[blockIdx.x];
@@ -981,7 +1046,8 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma3(fg_kernel_args a) {
                 const int64_t k_head = (int64_t)kvh * a.k_stride_head, v_head = (int64_t)kvh * a.v_stride_head;
                 uint16_t *kd = Ks + st * BN * D, *vd = Vs + st * BN * D;
 #pragma unroll
-                for (int r = lrow0; r < BN; r += RPP) {
+                for (int j = 0; j < C::RPT; j++) {
+                    const int r = lrow0 + j * RPP;
                     const int idx = lt * BN + r;
                     const uint16_t *kp = k, *vp = v;
                     int bytes = 0;
@@ -992,8 +1058,8 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma3(fg_kernel_args a) {
                             if (cum[mid] <= idx) lo = mid; else hi = mid;
                         }
                         const int p = beg[lo] + idx - cum[lo];
-                        const int64_t pg = a.page[pb[lo] + p / a.page_size];
-                        const int64_t slot = p % a.page_size;
+                        const int64_t pg = a.page[pb[lo] + (ps_shift >= 0 ? p >> ps_shift : p / ps)];
+                        const int64_t slot = ps_shift >= 0 ? (p & (ps - 1)) : p % ps;
                         kp = k + pg * a.k_stride_page + slot * a.k_stride_token + k_head + lchunk * 8;
                         vp = v + pg * a.v_stride_page + slot * a.v_stride_token + v_head + lchunk * 8;
                         bytes = 16;
@@ -1023,7 +1089,7 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma3(fg_kernel_args a) {
             int *info = U_INFO_P(us);
             const int ns = min(kSegCap3, p_nseg - p_sc);
             const int kvh = a.kv_head_begin + p_g;
-            if (warp == 0) {
+            if (warp == SW) {
                 int len = 0;
                 if (lane < ns) {
                     const fg_seg sg = a.seg[p_seg0 + p_sc + lane];
@@ -1052,8 +1118,9 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma3(fg_kernel_args a) {
                     info[UI_L] = L;
                     info[UI_NT] = L > 0 ? (L + BN - 1) / BN : 1; /* an empty unit: one masked tile */
                 }
-            } else if (tid - 32 < kBM) {
-                const int r = tid - 32, m = p_mb + r;
+            }
+            if (tid >= RT0 && tid - RT0 < kBM) {
+                const int r = tid - RT0, m = p_mb + r;
                 if (m < p_M) {
                     const fg_row rw = a.row[p_row0 + m / a.group];
                     U_RANK(us)[r] = rw.rank;
@@ -1240,6 +1307,10 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma3(fg_kernel_args a) {
  * 4 (default: partial_mma4, v1's tiles with the per-tile row table built a step ahead),
  * 5 (partial_mma4<V5 = true>: v4 + Q by cp.async and the segment table kept across row
  * blocks; measured no faster than 4, kept for experiments),
+ * 7 (partial_mma4<PF = true>: v4 + the next task's metadata chain loaded during the
+ * current task; measured no faster than 4, session 4),
+ * 6 (partial_mma3<W = true>: the cross-task stream with 64-token tiles in 2 stages;
+ * measured slower than 4 everywhere, W4 0.62, session 4),
  * 1 (partial_mma, the first version) or 3 (partial_mma3, the cross-task 32-token tile
  * stream). Measured on the H100 (perf/NOTES-gpu.md, v3): partial_mma3 was
  * slower on every workload, so it is kept for experiments only; the planner's tile shapes
@@ -1251,12 +1322,16 @@ template <int T, int D> hipError_t launch_partial(const fg_kernel_args *a, int p
     if (path == FG_PATH_MMA) {
         if (g_kernel_version == 5)
             partial_mma4<T, D, true><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4, s>>>(*a);
+        else if (g_kernel_version == 7)
+            partial_mma4<T, D, false, true><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4, s>>>(*a);
         else if (g_kernel_version == 4)
             partial_mma4<T, D, false><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4, s>>>(*a);
         else if (g_kernel_version == 1)
             partial_mma<T, D><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem, s>>>(*a);
+        else if (g_kernel_version == 6)
+            partial_mma3<T, D, true><<<a->num_blocks, kMmaThreads, Mma3Cfg<D, true>::smem, s>>>(*a);
         else
-            partial_mma3<T, D><<<a->num_blocks, kMmaThreads, Mma3Cfg<D>::smem, s>>>(*a);
+            partial_mma3<T, D, false><<<a->num_blocks, kMmaThreads, Mma3Cfg<D>::smem, s>>>(*a);
         return hipGetLastError();
     }
 #endif
@@ -1293,7 +1368,7 @@ hipError_t fg_kernels_init(bool mma) {
     if (mma) {
         const char *kv = getenv("FG_GPU_KERNEL");
         g_kernel_version = 4;
-        if (kv && (atoi(kv) == 1 || atoi(kv) == 3 || atoi(kv) == 5)) g_kernel_version = atoi(kv);
+        if (kv && (atoi(kv) == 1 || atoi(kv) == 3 || atoi(kv) == 5 || atoi(kv) == 6 || atoi(kv) == 7)) g_kernel_version = atoi(kv);
         hipError_t e;
 #define FG_SET_SMEM(T, D)                                                                          \
     e = hipFuncSetAttribute((const void *)partial_mma<T, D>,                                        \
@@ -1303,8 +1378,11 @@ hipError_t fg_kernels_init(bool mma) {
         FG_SET_SMEM(FG_T_BF16, 64) FG_SET_SMEM(FG_T_BF16, 128) FG_SET_SMEM(FG_T_BF16, 256)
 #undef FG_SET_SMEM
 #define FG_SET_SMEM3(T, D)                                                                         \
-    e = hipFuncSetAttribute((const void *)partial_mma3<T, D>,                                       \
+    e = hipFuncSetAttribute((const void *)partial_mma3<T, D, false>,                                \
                             hipFuncAttributeMaxDynamicSharedMemorySize, (int)Mma3Cfg<D>::smem);     \
+    if (e != hipSuccess) return e;                                                                 \
+    e = hipFuncSetAttribute((const void *)partial_mma3<T, D, true>,                                 \
+                            hipFuncAttributeMaxDynamicSharedMemorySize, (int)Mma3Cfg<D, true>::smem); \
     if (e != hipSuccess) return e;
         FG_SET_SMEM3(FG_T_F16, 64) FG_SET_SMEM3(FG_T_F16, 128) FG_SET_SMEM3(FG_T_F16, 256)
         FG_SET_SMEM3(FG_T_BF16, 64) FG_SET_SMEM3(FG_T_BF16, 128) FG_SET_SMEM3(FG_T_BF16, 256)
@@ -1314,6 +1392,9 @@ hipError_t fg_kernels_init(bool mma) {
                             hipFuncAttributeMaxDynamicSharedMemorySize, (int)MmaCfg<D>::smem4);     \
     if (e != hipSuccess) return e;                                                                 \
     e = hipFuncSetAttribute((const void *)partial_mma4<T, D, true>,                                 \
+                            hipFuncAttributeMaxDynamicSharedMemorySize, (int)MmaCfg<D>::smem4);     \
+    if (e != hipSuccess) return e;                                                                 \
+    e = hipFuncSetAttribute((const void *)partial_mma4<T, D, false, true>,                          \
                             hipFuncAttributeMaxDynamicSharedMemorySize, (int)MmaCfg<D>::smem4);     \
     if (e != hipSuccess) return e;
         FG_SET_SMEM4(FG_T_F16, 64) FG_SET_SMEM4(FG_T_F16, 128) FG_SET_SMEM4(FG_T_F16, 256)
@@ -1337,11 +1418,19 @@ hipError_t fg_kernels_occupancy(int head_dim, int path, int *blocks_per_unit) {
         default: return hipErrorInvalidValue;
         }
     }
+    if (path == FG_PATH_MMA && g_kernel_version == 6) {
+        switch (head_dim) {
+        case 64: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma3<FG_T_F16, 64, true>, kMmaThreads, Mma3Cfg<64, true>::smem);
+        case 128: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma3<FG_T_F16, 128, true>, kMmaThreads, Mma3Cfg<128, true>::smem);
+        case 256: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma3<FG_T_F16, 256, true>, kMmaThreads, Mma3Cfg<256, true>::smem);
+        default: return hipErrorInvalidValue;
+        }
+    }
     if (path == FG_PATH_MMA && g_kernel_version == 3) {
         switch (head_dim) {
-        case 64: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma3<FG_T_F16, 64>, kMmaThreads, Mma3Cfg<64>::smem);
-        case 128: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma3<FG_T_F16, 128>, kMmaThreads, Mma3Cfg<128>::smem);
-        case 256: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma3<FG_T_F16, 256>, kMmaThreads, Mma3Cfg<256>::smem);
+        case 64: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma3<FG_T_F16, 64, false>, kMmaThreads, Mma3Cfg<64>::smem);
+        case 128: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma3<FG_T_F16, 128, false>, kMmaThreads, Mma3Cfg<128>::smem);
+        case 256: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma3<FG_T_F16, 256, false>, kMmaThreads, Mma3Cfg<256>::smem);
         default: return hipErrorInvalidValue;
         }
     }
