@@ -39,8 +39,7 @@ typedef struct vec {
     size_t elem;
 } vec;
 
-static int vec_reserve(vec *v, int64_t n) {
-    if (n <= v->cap) return 0;
+static int vec_grow(vec *v, int64_t n) {
     int64_t cap = v->cap ? v->cap : 64;
     while (cap < n) cap *= 2;
     void *q = realloc(v->p, (size_t)cap * v->elem);
@@ -48,6 +47,10 @@ static int vec_reserve(vec *v, int64_t n) {
     v->p = q;
     v->cap = cap;
     return 0;
+}
+
+static inline int vec_reserve(vec *v, int64_t n) {
+    return __builtin_expect(n <= v->cap, 1) ? 0 : vec_grow(v, n);
 }
 
 /* Exactly n elements (buffers whose size is known: no doubling slack on the heap). */
@@ -60,8 +63,8 @@ static int vec_reserve_exact(vec *v, int64_t n) {
     return 0;
 }
 
-static void *vec_push(vec *v) {
-    if (v->n >= v->cap && vec_reserve(v, v->n + 1)) return NULL;
+static inline void *vec_push(vec *v) {
+    if (__builtin_expect(v->n >= v->cap, 0) && vec_reserve(v, v->n + 1)) return NULL;
     return (char *)v->p + (size_t)(v->n++) * v->elem;
 }
 
@@ -283,6 +286,8 @@ typedef struct grp {
     double fold_cmp;
     int32_t size, count;    /* chunk geometry under evaluation */
     double whole;           /* item cost of the whole node for these rows, less the fixed cost */
+    double ic0;             /* item_cost(nt, nt, L, 0, 0): the whole node, all rows partial, no folds */
+    double icf;             /* item_cost(nt, nt, L, fold_kv, fold_cmp): the same with its folds */
     int32_t best_size, best_count;
     int32_t tried;          /* refinement: cutting it once more did not help */
 } grp;
@@ -291,6 +296,7 @@ typedef struct eval_result {
     double mk, mean, imb, step;
     int64_t tasks;
     int32_t B, nr;          /* the LPT estimate's blocks and runs (lc, ln) */
+    int32_t exact;          /* 1: mk is the LPT makespan (lc, ln, load, seq hold it); 0: an upper bound */
 } eval_result;
 
 /* Balanced (<= 1.10) beats unbalanced; among balanced the lower predicted step time,
@@ -304,7 +310,7 @@ static int better(const eval_result *a, const eval_result *b) {
 /* LPT estimate of the division the groups' current geometry describes. -1: out of memory. */
 static int evaluate(const dctx *c, const fg_forest *f, const grp *G, int64_t NG, const int32_t *host,
                     vec *runs, vec *rtmp, double *load, vec *lc, vec *ln, int32_t *scr, vec *seq,
-                    eval_result *r) {
+                    double bound_imb, eval_result *r) {
     const int32_t H = c->in->kv_head_count;
     runs->n = 0;
     int64_t merge_rows = 0, tasks = 0;
@@ -322,13 +328,71 @@ static int evaluate(const dctx *c, const fg_forest *f, const grp *G, int64_t NG,
             x->n = (int64_t)(cnt - 1) * H;
         }
         if (!(x = vec_push(runs))) return -1;
-        x->c = item_cost(c, rows, partial, last, G[g].fold_kv, G[g].fold_cmp);
+        x->c = cnt == 1 && partial == rows ? G[g].icf
+                                           : item_cost(c, rows, partial, last, G[g].fold_kv, G[g].fold_cmp);
         x->n = H;
         tasks += (int64_t)cnt * H;
     }
-    if (vec_reserve(lc, runs->n) || vec_reserve(ln, runs->n) || vec_reserve(rtmp, runs->n) ||
+    if (vec_reserve(rtmp, runs->n)) return -1;
+    r->exact = 0;
+    if (bound_imb > 0.0) {
+        /* LPT places the tasks of the last (cheapest) cost class c one by one on the least
+         * loaded block: with the loads L[b] the earlier classes leave (exactly as LPT leaves
+         * them: fg_lpt on those runs), they fill the slots L[b] + j c in increasing order,
+         * so the makespan is at most lam + c once the slots at or below lam number at least
+         * the class's tasks (and no block is already above lam + c). When that bound gives
+         * imbalance <= bound_imb (with a margin for the rounding of the sums), the caller
+         * needs nothing more exact. */
+        crun *rp = runs->p;
+        const int64_t nr = runs->n;
+        sort_cruns(rp, rtmp->p, nr);
+        int64_t nt = 0;
+        double total = 0.0;
+        for (int64_t i = 0; i < nr; i++) { nt += rp[i].n; total += rp[i].c * (double)rp[i].n; }
+        int32_t B = nt < c->in->num_blocks ? (int32_t)nt : c->in->num_blocks;
+        if (B < 1) B = 1;
+        double mean = total / B;
+        if (nr > 0 && mean > 0.0) {
+            const double cl = rp[nr - 1].c;
+            int64_t ts = nr - 1, ntail = 0;
+            while (ts > 0 && rp[ts - 1].c == cl) ts--;
+            for (int64_t i = ts; i < nr; i++) ntail += rp[i].n;
+            if (vec_reserve(lc, ts + 1) || vec_reserve(ln, ts + 1)) return -1;
+            double *hc = lc->p;
+            int64_t *hn = ln->p;
+            for (int64_t i = 0; i < ts; i++) { hc[i] = rp[i].c; hn[i] = rp[i].n; }
+            if (ts > 0) fg_lpt(hc, hn, (int32_t)ts, B, load, NULL, scr);
+            else for (int32_t k = 0; k < B; k++) load[k] = 0.0;
+            const double lam = (bound_imb - 1e-4) * mean - cl;
+            int64_t slots = 0;
+            int ok = cl > 0.0 && lam >= 0.0;
+            for (int32_t k = 0; k < B && ok; k++) {
+                if (load[k] > lam + cl) ok = 0;
+                else if (load[k] <= lam) {
+                    double q = floor((lam - load[k]) / cl);
+                    slots += q < 1e15 ? (int64_t)q + 1 : (int64_t)1e15; /* no overflow on tiny costs */
+                }
+            }
+#ifdef FG_DIVIDE_DEBUG
+            fprintf(stderr, "bound: lam=%.3f c=%.3f slots=%lld tail=%lld ok=%d\n", lam, cl, (long long)slots,
+                    (long long)ntail, ok);
+#endif
+            if (ok && slots >= ntail) {
+                r->mk = lam + cl;
+                r->mean = mean;
+                r->B = B;
+                r->nr = (int32_t)nr;
+                r->imb = r->mk / mean;
+                r->step = fg_cost_step_us(c->p, r->mk, merge_rows * c->in->group * H, merge_rows ? 2 : 1);
+                r->tasks = tasks;
+                return 0;
+            }
+        }
+    }
+    if (vec_reserve(lc, runs->n) || vec_reserve(ln, runs->n) ||
         (seq->cap < tasks && vec_reserve_exact(seq, tasks)))
         return -1;
+    r->exact = 1;
     r->mk = lpt_makespan(runs->p, rtmp->p, runs->n, c->in->num_blocks, load, &r->mean, lc->p, ln->p, scr,
                          seq->p, &r->B);
     r->nr = (int32_t)runs->n;
@@ -380,25 +444,34 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
     if (!node_g0 || !host || !count || !solo_req || !load || !lpt_scr || !mc_memo || !best_load) OOM();
 
     /* 1. Rows per node, cut into row groups. */
-    if (vec_reserve(&toks, (int64_t)Q + N) || vec_reserve(&tlim, (int64_t)Q + N)) OOM();
+    {   /* upper bound of the listed tokens: each request's q tokens once per node on its path */
+        int64_t bound = 0;
+        for (int32_t r = 0; r < R; r++) {
+            int32_t d = 0;
+            for (int32_t v = f->req_node[r]; v >= 0; v = f->parent[v]) d++;
+            bound += (int64_t)in->q_len[r] * d;
+        }
+        if (vec_reserve_exact(&toks, bound + 1) || vec_reserve_exact(&tlim, bound + 1)) OOM();
+        /* rank of each listed token, for the folding searches */
+        if (!(tok_rank_buf = malloc(sizeof(int32_t) * (size_t)(bound + 1)))) OOM();
+    }
+    const int32_t *rq_len = in->q_len, *rkv_len = in->kv_len, *rq_ip = in->q_indptr, *rar = f->req_at_rank;
     for (int32_t n = 0; n < N; n++) {
         node_g0[n] = (int32_t)grps.n;
         host[n] = -1;
         int32_t t0 = (int32_t)toks.n;
-        for (int32_t rk = f->rank_lo[n]; rk < f->rank_hi[n]; rk++) {
-            int32_t r = f->req_at_rank[rk];
-            int32_t first = in->kv_len[r] - in->q_len[r] + 1; /* limit of token 0 */
-            int32_t i0 = f->begin[n] - first + 1;             /* first token with limit > begin */
+        int32_t *t = (int32_t *)toks.p + toks.n, *tl = (int32_t *)tlim.p + toks.n, *trk = tok_rank_buf + toks.n;
+        const int32_t nb = f->begin[n], rhi = f->rank_hi[n];
+        for (int32_t rk = f->rank_lo[n]; rk < rhi; rk++) {
+            int32_t r = rar[rk], ql = rq_len[r];
+            int32_t first = rkv_len[r] - ql + 1; /* limit of token 0 */
+            int32_t i0 = nb - first + 1;         /* first token with limit > begin */
             if (i0 < 0) i0 = 0;
-            if (i0 >= in->q_len[r]) continue;
-            if (vec_reserve(&toks, toks.n + (in->q_len[r] - i0)) ||
-                vec_reserve(&tlim, toks.n + (in->q_len[r] - i0))) OOM();
-            int32_t *t = (int32_t *)toks.p + toks.n, base = in->q_indptr[r];
-            int32_t *tl = (int32_t *)tlim.p + toks.n;
-            for (int32_t i = i0; i < in->q_len[r]; i++) { *t++ = base + i; *tl++ = first + i; }
-            toks.n += in->q_len[r] - i0;
-            tlim.n = toks.n;
+            int32_t base = rq_ip[r];
+            for (int32_t i = i0; i < ql; i++) { *t++ = base + i; *tl++ = first + i; *trk++ = rk; }
         }
+        toks.n = t - (int32_t *)toks.p;
+        tlim.n = toks.n;
         int32_t nt = (int32_t)toks.n - t0;
         for (int32_t g0 = 0; g0 < nt; g0 += c.rpb) {
             grp *g = vec_push(&grps);
@@ -408,20 +481,11 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
             g->t0 = t0 + g0;
             g->nt = nt - g0 < c.rpb ? nt - g0 : c.rpb;
             g->fold_head = g->fold_tail = -1;
+            g->ic0 = item_cost(&c, g->nt, g->nt, f->length[n], 0, 0.0);
         }
     }
     node_g0[N] = (int32_t)grps.n;
     int32_t *tk = toks.p;
-    /* rank of each listed token, for the folding searches */
-    tok_rank_buf = malloc(sizeof(int32_t) * (size_t)(toks.n > 0 ? toks.n : 1));
-    if (!tok_rank_buf) OOM();
-    {
-        int32_t *req_of_tok = count; /* borrowed; zeroed again below */
-        for (int32_t r = 0; r < R; r++)
-            for (int32_t i = in->q_indptr[r]; i < in->q_indptr[r + 1]; i++) req_of_tok[i] = r;
-        for (int64_t i = 0; i < toks.n; i++) tok_rank_buf[i] = f->rank_of_req[req_of_tok[tk[i]]];
-        memset(count, 0, sizeof(int32_t) * (size_t)(Q > 0 ? Q : 1));
-    }
 
     /* 2. Folding, parents first (DFS preorder), so a folded parent's host is known. */
     const int32_t fold_max = cost->tile_kv / 2;
@@ -444,7 +508,7 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
         double own = 0.0, extra = 0.0;
         int32_t L = f->length[n];
         for (int32_t g = node_g0[n]; g < node_g0[n + 1]; g++)
-            own += item_cost(&c, G[g].nt, G[g].nt, L, 0, 0.0) +
+            own += G[g].ic0 +
                    (double)G[g].nt * in->group * cost->merge_us_per_row;
         for (int32_t g = ga; g <= gb; g++) {
             int32_t s0 = G[g].t0 - ht0 > a ? G[g].t0 - ht0 : a;
@@ -492,7 +556,10 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
     double W0 = 0.0;
     for (int64_t g = 0; g < NG; g++) {
         if (host[G[g].node] >= 0) continue;
-        W0 += item_cost(&c, G[g].nt, G[g].nt, f->length[G[g].node], G[g].fold_kv, G[g].fold_cmp);
+        G[g].icf = G[g].fold_segs ? item_cost(&c, G[g].nt, G[g].nt, f->length[G[g].node], G[g].fold_kv,
+                                              G[g].fold_cmp)
+                                  : G[g].ic0;
+        W0 += G[g].icf;
     }
     W0 *= H;
     /* Candidates: finer targets first at the full minimum chunk, then (only while no
@@ -501,8 +568,8 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
     static const int32_t relaxes[] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, MAX_RELAX};
     for (int64_t g = 0; g < NG; g++)
         if (host[G[g].node] < 0)
-            G[g].whole = item_cost(&c, G[g].nt, G[g].nt, f->length[G[g].node], 0, 0.0) - cost->task_fixed_us;
-    eval_result best = {INFINITY, INFINITY, INFINITY, 0, 0, 0, 0};
+            G[g].whole = G[g].ic0 - cost->task_fixed_us;
+    eval_result best = {INFINITY, INFINITY, INFINITY, 0, 0, 0, 0, 0};
 #define KEEP_LPT(r) do { \
         vec t_ = cur_seq; cur_seq = best_seq; best_seq = t_; \
         if (vec_reserve_exact(&best_c, (r).nr) || vec_reserve_exact(&best_n, (r).nr)) OOM(); \
@@ -532,7 +599,11 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
             mL = L; mR = rows; mS = G[g].size; mC = G[g].count;
         }
         eval_result r;
-        if (evaluate(&c, f, G, NG, host, &runs, &rtmp, load, &lc, &ln, lpt_scr, &cur_seq, &r)) OOM();
+        /* The first candidate is the best so far whatever it gives, and the search stops
+         * there when it balances within 1.02: a bound that shows this is enough. */
+        if (evaluate(&c, f, G, NG, host, &runs, &rtmp, load, &lc, &ln, lpt_scr, &cur_seq,
+                     have_best ? 0.0 : 1.02, &r))
+            OOM();
 #ifdef FG_DIVIDE_DEBUG
         fprintf(stderr, "relax=%d k=%g T=%.3f tasks=%lld mk=%.3f mean=%.3f imb=%.3f step=%.3f\n", relaxes[ki],
                 ks[ki], T, (long long)r.tasks, r.mk, r.mean, r.imb, r.step);
@@ -540,7 +611,7 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
         if (!have_best || better(&r, &best)) {
             have_best = 1;
             best = r;
-            KEEP_LPT(r);
+            if (r.exact) KEEP_LPT(r);
             for (int64_t g = 0; g < NG; g++) { G[g].best_size = G[g].size; G[g].best_count = G[g].count; }
         } else if (best.imb <= 1.10) {
             break; /* finer cuts only add fixed and partial costs from here */
@@ -572,7 +643,7 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
             geometry(L, want, cost->tile_kv, &G[pick].size, &G[pick].count);
             if (G[pick].count <= oc) continue;
             eval_result r;
-            if (evaluate(&c, f, G, NG, host, &runs, &rtmp, load, &lc, &ln, lpt_scr, &cur_seq, &r)) OOM();
+            if (evaluate(&c, f, G, NG, host, &runs, &rtmp, load, &lc, &ln, lpt_scr, &cur_seq, 0.0, &r)) OOM();
             evals++;
 #ifdef FG_DIVIDE_DEBUG
             fprintf(stderr, "refine group %lld -> %d chunks: mk=%.3f imb=%.3f step=%.3f\n", (long long)pick,
@@ -623,7 +694,6 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
         for (int32_t j = 0; j < G[g].best_count; j++) {
             int32_t cb = b + j * G[g].best_size, ce = cb + G[g].best_size < e ? cb + G[g].best_size : e;
             int64_t r0 = row.n;
-            if (vec_reserve(&row, row.n + G[g].nt)) OOM();
             fg_row *w = (fg_row *)row.p + row.n;
             const int32_t *tlp = tlim.p;
             for (int32_t i = G[g].t0; i < G[g].t0 + G[g].nt; i++) {
@@ -680,7 +750,7 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
     out->item_row_off = row_off.p;
     out->row = row.p;
     seg_off.p = seg.p = row_off.p = row.p = NULL;
-    if (have_best && best.tasks == (int64_t)out->num_items * H) {
+    if (have_best && best.exact && best.tasks == (int64_t)out->num_items * H) {
         out->lpt = (fg_lpt_hint){best.B, best.nr, best.tasks, best_c.p, best_n.p, best_seq.p, best_load};
         best_c.p = best_n.p = best_seq.p = NULL;
         best_load = NULL;

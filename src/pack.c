@@ -31,6 +31,9 @@ fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const 
         free(pack_cost);
         return fg_fail(FG_ERR_OUT_OF_MEMORY, "fg_plan_create: out of host memory packing items");
     }
+    /* fg_cost_task_us's expression, with the cost model's constants derived once */
+    fg_cost_fast fc;
+    fg_cost_fast_init(cost, shape, &fc);
     int32_t head = -1, rows = 0, segs = 0, count = 0;
     int64_t kv = 0;
     double cost_sum = 0.0;
@@ -47,7 +50,9 @@ fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const 
             if (pack_of[j] == head && d->seg[d->item_seg_off[j]].rank_lo == s->rank_lo) ok = 0;
         if (ok) {
             /* Every row of a packed item writes a partial state in the worst case. */
-            double packed = fg_cost_task_us(cost, shape, rows + r, rows + r, kv + len, segs + 1);
+            double pm = fg_cost_fast_mem_us(&fc, rows + r, rows + r, kv + len);
+            double pc = fg_cost_fast_compute_us(&fc, rows + r, kv + len);
+            double packed = (pm > pc ? pm : pc) + cost->task_fixed_us;
             ok = packed < cost_sum + d->item_cost_us[i];
             if (ok) {
                 pack_of[i] = head;
