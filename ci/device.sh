@@ -3,7 +3,7 @@
 # tests and times). On an NVIDIA machine with nvcc, cmake and ninja:
 #   bash ci/device.sh [--sanitize] [--arch 90] [--bench-args "--only W5 --runs 20"] [--no-bench]
 #                     [--no-tests] [--calibrate [--bench-measured]] [--compare-v1 "W4,W5"]
-#                     [--ncu "W4,W5"] [--compare-kernels "1 4"]
+#                     [--ncu "W4,W5"] [--compare-kernels "1 4"] [--timing "4 8"]
 # 1. builds Release with the CUDA backend for sm_<arch> in build-device/;
 # 2. runs the GPU tests (ctest -L gpu) and, with --sanitize, compute-sanitizer memcheck
 #    and racecheck on shortened GPU tests;
@@ -16,6 +16,9 @@
 # 6. with --compare-kernels "V1 V2 ...": the full bench once per FG_GPU_KERNEL value (same run).
 # 7. with --ncu IDS: Nsight Compute (--set full) on the first partial-kernel launch of each
 #    workload; details, stall metrics and the SASS source view (stall samples) go to $OUT.
+# 8. with --timing "V1 V2 ...": a second build (build-device-timing, -DFG_KERNEL_TIMING, bench
+#    only) whose partial kernel records per-block/per-task clocks; per kernel version and
+#    workload it prints block-span spread, time per tile step by row class, longest tasks.
 # cmocka is not on the device image (and it has no apt): carry .deps/ holding
 # libcmocka0 and libcmocka-dev .debs (apt-get download libcmocka0 libcmocka-dev); they are
 # unpacked into a local prefix. Logs go to $OUT (or build-device/out).
@@ -23,7 +26,7 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
 SANITIZE=0; ARCH=90; BENCH=1; BENCH_ARGS=""; TESTS=1; CALIBRATE=0; BENCH_MEASURED=0; COMPARE_V1=""
-NCU=""; COMPARE_KERNELS=""
+NCU=""; COMPARE_KERNELS=""; TIMING=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) SANITIZE=1 ;;
@@ -36,6 +39,7 @@ while [ $# -gt 0 ]; do
     --compare-v1) COMPARE_V1="$2"; shift ;;
     --ncu) NCU="$2"; shift ;;
     --compare-kernels) COMPARE_KERNELS="$2"; shift ;;
+    --timing) TIMING="$2"; shift ;;
     *) echo "device.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -177,6 +181,22 @@ for kv in $COMPARE_KERNELS; do
     $BENCH_ARGS >"$LOGDIR/bench-k$kv.txt" 2>&1
   echo "bench FG_GPU_KERNEL=$kv rc=$?"
 done
+# ---- per-block / per-task timing (debug build, never the default one)
+if [ -n "$TIMING" ]; then
+  cmake -S . -B build-device-timing "${GEN[@]}" -DFG_GPU=CUDA -DCMAKE_BUILD_TYPE=Release \
+    "-DCMAKE_CUDA_ARCHITECTURES=$ARCH" -DCMAKE_CUDA_FLAGS=-DFG_KERNEL_TIMING -DFG_BUILD_TESTS=OFF \
+    "-DCMAKE_C_FLAGS=${FG_DEVICE_CFLAGS--Wno-error=maybe-uninitialized}" >"$LOGDIR/timing-configure.log" 2>&1 &&
+    cmake --build build-device-timing -j "$JOBS" --target forgeattn-bench >"$LOGDIR/timing-build.log" 2>&1 ||
+    echo "device.sh: timing build FAILED (see timing-build.log)"
+  for kv in $TIMING; do
+    for w in W1n16 W1n32 W2 W3 W4 W5; do
+      echo "== FG_GPU_KERNEL=$kv $w"
+      FG_GPU_KERNEL=$kv timeout 60 build-device-timing/perf/forgeattn-bench --backend cuda --only "$w" \
+        --runs 5 --warmup 2 2>&1 | grep -E "^fgt|rror"
+    done
+  done >"$LOGDIR/timing.txt" 2>&1
+  SUMMARY+=("timing: timing.txt (first fgt block per workload: shared plan)")
+fi
 # ---- Nsight Compute on the partial kernel
 if [ -n "$NCU" ] && [ -x "$BUILD/perf/forgeattn-bench" ]; then
   NCUB=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
