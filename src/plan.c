@@ -344,7 +344,11 @@ static fg_status build_work_list(fg_plan p, const candidate *c, const fg_batch_d
     PLACE(partial_o, sizeof(float) * (size_t)c->num_slots * (size_t)heads * (size_t)p->attn.head_dim_v);
     PLACE(partial_lse, sizeof(float) * (size_t)c->num_slots * (size_t)heads);
     L->scratch = off;
-    L->scratch_bytes = p->ctx->gpu ? 0 : fg_cpu_scratch_bytes(p);
+    /* GPU: one int32 arrival counter per (q token, KV head) for kernels that merge in the
+     * partial pass (zeroed by fg_plan_upload; the kernel leaves it zero again after each run,
+     * so graph replays need no reset). CPU: per-thread tile buffers. */
+    L->scratch_bytes = p->ctx->gpu ? fg_align_up((int64_t)p->num_qtok * p->attn.kv_head_count * 4, FG_ALIGN)
+                                   : fg_cpu_scratch_bytes(p);
     off = fg_align_up(off + L->scratch_bytes, FG_ALIGN);
     L->total = off;
 #undef PLACE
@@ -558,6 +562,9 @@ fg_status fg_plan_upload(fg_plan p, void *workspace, size_t workspace_bytes, voi
         char msg[256] = "";
         fg_status st = p->ctx->gpu->copy(p->ctx->gpu_state, workspace, p->list, (size_t)p->layout.list_bytes,
                                          FG_COPY_H2D, stream, msg, sizeof msg);
+        if (st == FG_SUCCESS && p->layout.scratch_bytes > 0)
+            st = p->ctx->gpu->memset_(p->ctx->gpu_state, (char *)workspace + p->layout.scratch, 0,
+                                      (size_t)p->layout.scratch_bytes, stream, msg, sizeof msg);
         if (st != FG_SUCCESS) return fg_fail(st, "fg_plan_upload: %s", msg);
     } else {
         memcpy(workspace, p->list, (size_t)p->layout.list_bytes);

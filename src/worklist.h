@@ -56,7 +56,8 @@ typedef struct fg_work_layout {
     int64_t list_bytes;     /* end of the lists: what fg_plan_upload copies */
     int64_t partial_o;      /* float [num_slots][heads][head_dim_v], heads = kv_head_count*group */
     int64_t partial_lse;    /* float [num_slots][heads] */
-    int64_t scratch;        /* backend scratch (CPU: per-thread tile buffers) */
+    int64_t scratch;        /* backend scratch: CPU per-thread tile buffers; GPU int32 arrival
+                             * counters [num_qtok][kv_head_count], zero between runs */
     int64_t scratch_bytes;
     int64_t total;          /* workspace bytes */
 } fg_work_layout;
