@@ -32,6 +32,7 @@
 
 #include "internal.h"
 #include "schedule.h"
+#include "sort_desc.h"
 
 typedef struct vec {
     void *p;
@@ -223,37 +224,8 @@ static void geometry(int32_t L, int32_t want, int32_t tile, int32_t *size, int32
 
 typedef struct crun { double c; int64_t n; } crun;
 
-/* Stable sort of runs by cost, largest first: the order glibc's qsort (a stable merge
- * sort) gave, so the mean below sums in the same order. Insertion sort on short
- * stretches, then bottom-up merges through tmp[n]; no callbacks. */
-static void sort_cruns(crun *a, crun *tmp, int64_t n) {
-    const int64_t S = 16;
-    for (int64_t lo = 0; lo < n; lo += S) {
-        int64_t hi = lo + S < n ? lo + S : n;
-        for (int64_t i = lo + 1; i < hi; i++) {
-            crun x = a[i];
-            int64_t j = i;
-            while (j > lo && a[j - 1].c < x.c) { a[j] = a[j - 1]; j--; }
-            a[j] = x;
-        }
-    }
-    crun *src = a, *dst = tmp;
-    for (int64_t w = S; w < n; w *= 2) {
-        for (int64_t lo = 0; lo < n; lo += 2 * w) {
-            int64_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
-            int64_t i = lo, j = mid, k = lo;
-            if (mid < hi && !(src[mid - 1].c < src[mid].c)) {
-                memcpy(dst + lo, src + lo, sizeof(crun) * (size_t)(hi - lo));
-                continue;
-            }
-            while (i < mid && j < hi) dst[k++] = src[i].c < src[j].c ? src[j++] : src[i++];
-            while (i < mid) dst[k++] = src[i++];
-            while (j < hi) dst[k++] = src[j++];
-        }
-        crun *t = src; src = dst; dst = t;
-    }
-    if (src != a) memcpy(a, src, sizeof(crun) * (size_t)n);
-}
+/* Runs sorted by cost, largest first, stably (src/sort_desc.h). */
+FG_DEFINE_SORT_BY_COST_DESC(sort_cruns, crun)
 
 /* LPT makespan of the task multiset (the scheduler adds improvement passes on top).
  * lpt_c / lpt_n / scratch are caller buffers (runs, runs, fg_lpt_scratch_ints(blocks)). */

@@ -11,42 +11,15 @@
 #include <string.h>
 
 #include "internal.h"
+#include "sort_desc.h"
 
 /* A run of consecutive tasks with the same cost: plans emit each item's KV heads as
  * such a run, so sorting runs instead of tasks is the same order at 1/heads the work. */
 typedef struct run { double c; int32_t first, len; } run;
 
-/* Stable sort of runs by cost, largest first: runs are built in task order, so this is
- * the (cost descending, first task ascending) order, a total order. Insertion sort on
- * short stretches, then bottom-up merges through tmp[n]; no callbacks. */
-static void sort_runs(run *a, run *tmp, int32_t n) {
-    const int32_t S = 16;
-    for (int32_t lo = 0; lo < n; lo += S) {
-        int32_t hi = lo + S < n ? lo + S : n;
-        for (int32_t i = lo + 1; i < hi; i++) {
-            run x = a[i];
-            int32_t j = i;
-            while (j > lo && a[j - 1].c < x.c) { a[j] = a[j - 1]; j--; }
-            a[j] = x;
-        }
-    }
-    run *src = a, *dst = tmp;
-    for (int32_t w = S; w < n; w *= 2) {
-        for (int32_t lo = 0; lo < n; lo += 2 * w) {
-            int32_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
-            int32_t i = lo, j = mid, k = lo;
-            if (mid < hi && !(src[mid - 1].c < src[mid].c)) { /* already in order */
-                memcpy(dst + lo, src + lo, sizeof(run) * (size_t)(hi - lo));
-                continue;
-            }
-            while (i < mid && j < hi) dst[k++] = src[i].c < src[j].c ? src[j++] : src[i++];
-            while (i < mid) dst[k++] = src[i++];
-            while (j < hi) dst[k++] = src[j++];
-        }
-        run *t = src; src = dst; dst = t;
-    }
-    if (src != a) memcpy(a, src, sizeof(run) * (size_t)n);
-}
+/* Runs sorted by cost, largest first, stably: runs are built in task order, so this is
+ * the (cost descending, first task ascending) order, a total order (src/sort_desc.h). */
+FG_DEFINE_SORT_BY_COST_DESC(sort_runs, run)
 
 /* ------------------------------------------------------------------ exact LPT core */
 
