@@ -448,11 +448,20 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
         for (int32_t g0 = 0; g0 < nt; g0 += c.rpb) {
             grp *g = vec_push(&grps);
             if (!g) OOM();
-            memset(g, 0, sizeof *g);
+            /* every field set here (a memset of the struct compiles to a slow rep stos) */
             g->node = n;
             g->t0 = t0 + g0;
             g->nt = nt - g0 < c.rpb ? nt - g0 : c.rpb;
+            g->solo = 0;
             g->fold_head = g->fold_tail = -1;
+            g->fold_kv = 0;
+            g->fold_segs = 0;
+            g->fold_cmp = 0.0;
+            g->size = g->count = 0;
+            g->whole = 0.0;
+            g->icf = 0.0;
+            g->best_size = g->best_count = 0;
+            g->tried = 0;
             g->ic0 = item_cost(&c, g->nt, g->nt, f->length[n], 0, 0.0);
         }
     }

@@ -90,8 +90,10 @@ static fg_status finalize(const raw_tree *t, int32_t R, const int32_t *req_end,
     }
     /* Children lists in order of first request; roots under the virtual index n. */
     int32_t kept = 0;
-    for (int32_t v = 0; v < n; v++)
-        if (first[v] != INT64_MAX) ids[kept++] = v;
+    for (int32_t v = 0; v < n; v++) { /* branch-free: kept <= v, so ids[kept] is in range */
+        ids[kept] = v;
+        kept += first[v] != INT64_MAX;
+    }
     {
         /* Stable counting sort by first request (keys are ranks in [0, R)). */
         int32_t *cnt = cnt_buf;

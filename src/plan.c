@@ -83,6 +83,36 @@ static fg_status validate_attn(fg_context ctx, const fg_attn_desc *a) {
     return FG_SUCCESS;
 }
 
+/* The page range check of requests [0, r_end): FG_ERR_PAGE_OUT_OF_RANGE naming the first
+ * bad index (index order is request order: page_indptr is checked non-decreasing from 0
+ * before this runs). fg_plan_create does not scan the page ids up front: a successful
+ * plan checks them while copying them into the work list (one read), and every earlier
+ * failure runs this first, so a bad page is reported exactly where the up-front scan
+ * would have reported it. Branch-free (vectorisable); the slow scan only names it. */
+static fg_status check_pages(const fg_batch_desc *b, int32_t r_end) {
+    const int64_t n = b->page_indptr[r_end];
+    const uint32_t np = (uint32_t)b->num_pages;
+    const int32_t *pg = b->page_indices;
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; i++) bad |= (uint32_t)pg[i] >= np;
+    if (!bad) return FG_SUCCESS;
+    int64_t i = 0;
+    while ((uint32_t)pg[i] < np) i++;
+    int32_t r = 0;
+    while (b->page_indptr[r + 1] <= i) r++;
+    return fg_fail(FG_ERR_PAGE_OUT_OF_RANGE,
+                   "fg_plan_create: batch->page_indices[%lld] = %d (request %d) is outside 0..%d",
+                   (long long)i, pg[i], r, b->num_pages - 1);
+}
+
+/* An error found after validate_batch: a bad page id, which the up-front check would have
+ * reported first, takes precedence. */
+static fg_status pages_first(const fg_batch_desc *b, fg_status st) {
+    if (st == FG_SUCCESS || st == FG_ERR_PAGE_OUT_OF_RANGE) return st;
+    fg_status pst = check_pages(b, b->num_requests);
+    return pst != FG_SUCCESS ? pst : st;
+}
+
 static fg_status validate_batch(const fg_batch_desc *b, int32_t page_size, int32_t *num_qtok) {
     if (b->num_requests < 1 || b->num_requests > (INT32_MAX - 2) / 2)
         return fg_fail(FG_ERR_INVALID_VALUE, "fg_plan_create: batch->num_requests = %d is outside 1..%d",
@@ -103,17 +133,23 @@ static fg_status validate_batch(const fg_batch_desc *b, int32_t page_size, int32
         return fg_fail(FG_ERR_INVALID_VALUE, "fg_plan_create: batch->page_indptr[0] = %d is not 0",
                        b->page_indptr[0]);
     int64_t q_total = 0;
+    /* an error at request r: a bad page id in an earlier request is reported first */
+#define FAIL_AT(...)                                                      \
+    do {                                                                  \
+        fg_status e_ = fg_fail(__VA_ARGS__), p_ = check_pages(b, r);      \
+        return p_ != FG_SUCCESS ? p_ : e_;                                \
+    } while (0)
     for (int32_t r = 0; r < b->num_requests; r++) {
         int32_t q = b->q_len[r], kv = b->kv_len[r];
         if (q < 1)
-            return fg_fail(FG_ERR_INVALID_VALUE, "fg_plan_create: batch->q_len[%d] = %d is not >= 1", r, q);
+            FAIL_AT(FG_ERR_INVALID_VALUE, "fg_plan_create: batch->q_len[%d] = %d is not >= 1", r, q);
         if (kv < q)
-            return fg_fail(FG_ERR_SHAPE_MISMATCH,
+            FAIL_AT(FG_ERR_SHAPE_MISMATCH,
                            "fg_plan_create: batch->kv_len[%d] = %d is smaller than q_len[%d] = %d (the new "
                            "tokens are part of the KV)", r, kv, r, q);
         q_total += q;
         if (q_total > INT32_MAX / 2)
-            return fg_fail(FG_ERR_OVERFLOW,
+            FAIL_AT(FG_ERR_OVERFLOW,
                            "fg_plan_create: batch->q_len sums past %d query tokens at request %d",
                            INT32_MAX / 2, r);
         int64_t lo = b->page_indptr[r], hi = b->page_indptr[r + 1];
@@ -121,27 +157,15 @@ static fg_status validate_batch(const fg_batch_desc *b, int32_t page_size, int32
          * 32-bit divide is several times cheaper than a 64-bit one */
         int64_t need = (int64_t)(((uint32_t)kv + (uint32_t)page_size - 1u) / (uint32_t)page_size);
         if (hi < lo)
-            return fg_fail(FG_ERR_INVALID_VALUE,
+            FAIL_AT(FG_ERR_INVALID_VALUE,
                            "fg_plan_create: batch->page_indptr[%d] = %lld is below page_indptr[%d] = %lld",
                            r + 1, (long long)hi, r, (long long)lo);
         if (hi - lo != need)
-            return fg_fail(FG_ERR_SHAPE_MISMATCH,
+            FAIL_AT(FG_ERR_SHAPE_MISMATCH,
                            "fg_plan_create: request %d lists %lld pages (page_indptr) but kv_len[%d] = %d "
                            "needs %lld of %d tokens", r, (long long)(hi - lo), r, kv, (long long)need, page_size);
-        /* Branch-free (vectorisable) range check; the slow scan only names the culprit. */
-        uint32_t bad = 0;
-        const uint32_t np = (uint32_t)b->num_pages;
-        const int32_t *pg = b->page_indices + lo;
-        const int32_t npg = (int32_t)(hi - lo);
-        for (int32_t i = 0; i < npg; i++) bad |= (uint32_t)pg[i] >= np;
-        if (bad) {
-            for (int64_t i = lo; i < hi; i++)
-                if (b->page_indices[i] < 0 || b->page_indices[i] >= b->num_pages)
-                    return fg_fail(FG_ERR_PAGE_OUT_OF_RANGE,
-                                   "fg_plan_create: batch->page_indices[%lld] = %d (request %d) is outside 0..%d",
-                                   (long long)i, b->page_indices[i], r, b->num_pages - 1);
-        }
     }
+#undef FAIL_AT
     *num_qtok = (int32_t)q_total;
     return FG_SUCCESS;
 }
@@ -323,6 +347,18 @@ static double plain_lower_bound(fg_context ctx, const fg_attn_desc *a, int32_t g
     return lb * (1.0 - 1e-6); /* margin for the rounding of the closed form */
 }
 
+/* dst[i] = src[i] for i < n; nonzero when some src[i] is outside [0, np). One
+ * (vectorised) pass over the page ids does the copy and fg_plan_create's range check. */
+static uint32_t copy_pages(int32_t *restrict dst, const int32_t *restrict src, int64_t n, uint32_t np) {
+    uint32_t bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int32_t v = src[i];
+        dst[i] = v;
+        bad |= (uint32_t)v >= np;
+    }
+    return bad;
+}
+
 /* Lay the lists out (256-byte aligned) and write their host image. */
 static fg_status build_work_list(fg_plan p, const candidate *c, const fg_batch_desc *b) {
     fg_work_layout *L = &p->layout;
@@ -384,7 +420,11 @@ static fg_status build_work_list(fg_plan p, const candidate *c, const fg_batch_d
     memcpy(h + L->block_task_off, c->block_task_off, sizeof(int32_t) * ((size_t)c->num_blocks + 1));
     memcpy(h + L->block_task, c->block_task, sizeof(int32_t) * (size_t)c->num_tasks);
     memcpy(h + L->page_off, b->page_indptr, sizeof(int32_t) * ((size_t)b->num_requests + 1));
-    memcpy(h + L->page, b->page_indices, sizeof(int32_t) * (size_t)b->page_indptr[b->num_requests]);
+    {   /* copy the page ids and range-check them in the same pass (validate_batch left it) */
+        if (copy_pages((int32_t *)(h + L->page), b->page_indices, b->page_indptr[b->num_requests],
+                       (uint32_t)b->num_pages))
+            return check_pages(b, b->num_requests);
+    }
     memcpy(h + L->merge_off, c->merge_off, sizeof(int32_t) * ((size_t)p->num_qtok + 1));
     memcpy(h + L->merge_slot, c->merge_slot, sizeof(int32_t) * (size_t)c->num_merge);
     return FG_SUCCESS;
@@ -439,7 +479,7 @@ fg_status fg_plan_create(fg_context ctx, const fg_attn_desc *attn, const fg_batc
     if (st != FG_SUCCESS) return st;
 
     fg_plan p = calloc(1, sizeof *p);
-    if (!p) return fg_fail(FG_ERR_OUT_OF_MEMORY, "fg_plan_create: out of host memory");
+    if (!p) return pages_first(batch, fg_fail(FG_ERR_OUT_OF_MEMORY, "fg_plan_create: out of host memory"));
     p->ctx = ctx;
     p->attn = *attn;
     if (p->attn.kv_head_count == 0) p->attn.kv_head_count = attn->num_kv_heads - attn->kv_head_begin;
@@ -451,7 +491,7 @@ fg_status fg_plan_create(fg_context ctx, const fg_attn_desc *attn, const fg_batc
     p->kv_len = malloc(sizeof(int32_t) * (size_t)batch->num_requests);
     if (!p->q_indptr || !p->kv_len) {
         fg_plan_destroy(p);
-        return fg_fail(FG_ERR_OUT_OF_MEMORY, "fg_plan_create: out of host memory");
+        return pages_first(batch, fg_fail(FG_ERR_OUT_OF_MEMORY, "fg_plan_create: out of host memory"));
     }
     p->q_indptr[0] = 0;
     for (int32_t r = 0; r < batch->num_requests; r++) {
@@ -468,7 +508,7 @@ fg_status fg_plan_create(fg_context ctx, const fg_attn_desc *attn, const fg_batc
     int sharing_used = 0;
     if (want_sharing) {
         st = build_candidate(ctx, &p->attn, p->group, batch, p->q_indptr, num_qtok, 0, &shared);
-        if (st != FG_SUCCESS) { fg_plan_destroy(p); return st; }
+        if (st != FG_SUCCESS) { fg_plan_destroy(p); return pages_first(batch, st); }
     }
     double plain_lb = want_sharing ? plain_lower_bound(ctx, &p->attn, p->group, batch) : 0.0;
     if (want_sharing && shared.forest.unique_tokens == shared.forest.total_tokens) {
@@ -484,7 +524,7 @@ fg_status fg_plan_create(fg_context ctx, const fg_attn_desc *attn, const fg_batc
         sharing_used = 1;
     } else {
         st = build_candidate(ctx, &p->attn, p->group, batch, p->q_indptr, num_qtok, 1, &plain);
-        if (st != FG_SUCCESS) { candidate_free(&shared); fg_plan_destroy(p); return st; }
+        if (st != FG_SUCCESS) { candidate_free(&shared); fg_plan_destroy(p); return pages_first(batch, st); }
         nonshared_us = plain.predicted_us;
         if (want_sharing && (shared.predicted_us <= plain.predicted_us ||
                              (batch->flags & FG_BATCH_FORCE_SHARING))) {
@@ -520,7 +560,7 @@ fg_status fg_plan_create(fg_context ctx, const fg_attn_desc *attn, const fg_batc
     }
     candidate_free(&shared);
     candidate_free(&plain);
-    if (st != FG_SUCCESS) { fg_plan_destroy(p); return st; }
+    if (st != FG_SUCCESS) { fg_plan_destroy(p); return pages_first(batch, st); }
     *out = p;
     return FG_SUCCESS;
 }

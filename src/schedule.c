@@ -380,7 +380,8 @@ static fg_status schedule_core(const double *task_cost_us, int32_t num_units, in
         } else {
             double *tc = malloc(sizeof(double) * (size_t)num_tasks);
             if (tc) { /* without it the LPT schedule stands */
-                for (int32_t t = 0; t < num_tasks; t++) tc[t] = task_cost_us[t / rep];
+                for (int32_t u = 0, t = 0; u < num_units; u++) /* tc[t] = cost[t / rep], no divides */
+                    for (int32_t j = 0; j < rep; j++) tc[t++] = task_cost_us[u];
                 improve(tc, num_tasks, num_blocks, assign, load, lower);
                 free(tc);
             }
