@@ -4,6 +4,7 @@
 #   bash ci/device.sh [--sanitize] [--arch 90] [--bench-args "--only W5 --runs 20"] [--no-bench]
 #                     [--no-tests] [--calibrate [--bench-measured]] [--compare-v1 "W4,W5"]
 #                     [--ncu "W4,W5"] [--compare-kernels "1 4"] [--timing "4 8"]
+#                     [--compare-env "FG_GPU_FUSED_MERGE=0 FG_GPU_FUSED_MERGE=1"]
 # 1. builds Release with the CUDA backend for sm_<arch> in build-device/;
 # 2. runs the GPU tests (ctest -L gpu) and, with --sanitize, compute-sanitizer memcheck
 #    and racecheck on shortened GPU tests;
@@ -14,6 +15,8 @@
 # 5. with --compare-v1 IDS: the bench again on those workloads with the first kernel
 #    version (FG_GPU_KERNEL=1) for a same-run comparison.
 # 6. with --compare-kernels "V1 V2 ...": the full bench once per FG_GPU_KERNEL value (same run).
+# 6b. with --compare-env "VAR=VAL ...": the full bench once per assignment (same run),
+#    e.g. the fused vs the separate merge.
 # 7. with --ncu IDS: Nsight Compute (--set full) on the first partial-kernel launch of each
 #    workload; details, stall metrics and the SASS source view (stall samples) go to $OUT.
 # 8. with --timing "V1 V2 ...": a second build (build-device-timing, -DFG_KERNEL_TIMING, bench
@@ -26,7 +29,7 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
 SANITIZE=0; ARCH=90; BENCH=1; BENCH_ARGS=""; TESTS=1; CALIBRATE=0; BENCH_MEASURED=0; COMPARE_V1=""
-NCU=""; COMPARE_KERNELS=""; TIMING=""
+NCU=""; COMPARE_KERNELS=""; TIMING=""; COMPARE_ENV=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) SANITIZE=1 ;;
@@ -39,6 +42,7 @@ while [ $# -gt 0 ]; do
     --compare-v1) COMPARE_V1="$2"; shift ;;
     --ncu) NCU="$2"; shift ;;
     --compare-kernels) COMPARE_KERNELS="$2"; shift ;;
+    --compare-env) COMPARE_ENV="$2"; shift ;;
     --timing) TIMING="$2"; shift ;;
     *) echo "device.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -181,6 +185,15 @@ for kv in $COMPARE_KERNELS; do
     $BENCH_ARGS >"$LOGDIR/bench-k$kv.txt" 2>&1
   echo "bench FG_GPU_KERNEL=$kv rc=$?"
 done
+# ---- one environment assignment per bench, same run (alternated twice against drift)
+for rep in 1 2; do
+  for ev in $COMPARE_ENV; do
+    [ -x "$BUILD/perf/forgeattn-bench" ] || break
+    env "$ev" timeout 200 "$BUILD/perf/forgeattn-bench" --backend cuda --full --markdown \
+      $BENCH_ARGS >"$LOGDIR/bench-env-${ev//=/-}-$rep.txt" 2>&1
+    echo "bench $ev (pass $rep) rc=$?"
+  done
+done
 # ---- per-block / per-task timing (debug build, never the default one)
 if [ -n "$TIMING" ]; then
   cmake -S . -B build-device-timing "${GEN[@]}" -DFG_GPU=CUDA -DCMAKE_BUILD_TYPE=Release \
@@ -264,6 +277,12 @@ for s in "${SUMMARY[@]}"; do echo "  $s"; done
 [ -f "$LOGDIR/bench-measured.txt" ] && { echo "---- planned with the measured table"; grep -E "^\|" "$LOGDIR/bench-measured.txt"; }
 for kv in $COMPARE_KERNELS; do
   [ -f "$LOGDIR/bench-k$kv.txt" ] && { echo "---- FG_GPU_KERNEL=$kv"; grep -E "^\|" "$LOGDIR/bench-k$kv.txt"; }
+done
+for rep in 1 2; do
+  for ev in $COMPARE_ENV; do
+    f="$LOGDIR/bench-env-${ev//=/-}-$rep.txt"
+    [ -f "$f" ] && { echo "---- $ev (pass $rep)"; grep -E "^\|" "$f"; }
+  done
 done
 [ -f "$LOGDIR/bench.txt" ] && tail -40 "$LOGDIR/bench.txt"
 exit 0

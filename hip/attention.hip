@@ -141,6 +141,63 @@ constexpr int kMergeThreads = 256;
  * consecutive head dims each (16-byte loads), and the slot loop has no dependence
  * between its loads, so a pair's partial rows are read with several loads in flight.
  * (v1 used one block per q token: W3's 64 tokens kept 64 blocks busy, latency-bound.) */
+/* Partial-state loads of the merge. CG: through L2 only (ld.global.cg), for the merge
+ * fused into the partial kernel, whose slots were written by other blocks of the same
+ * grid (their writes are fenced before the arrival counter; L1 is not coherent). */
+template <bool CG> __device__ __forceinline__ float merge_ld(const float *p) {
+#if FG_CUDA
+    if (CG) return __ldcg(p);
+#endif
+    return *p;
+}
+template <bool CG> __device__ __forceinline__ float4 merge_ld4(const float *p) {
+#if FG_CUDA
+    if (CG) return __ldcg((const float4 *)p);
+#endif
+    return *(const float4 *)p;
+}
+
+/* Merge q token qt's slots for local head hl (one wave; lane = its lane), in the order the
+ * plan lists them: the same arithmetic wherever it runs, so the fused and the separate
+ * merge give bitwise the same result. */
+template <int T, bool CG>
+__device__ __forceinline__ void merge_pair(const fg_kernel_args &a, int qt, int hl, int lane) {
+    const int heads = a.kv_head_count * a.group;
+    const int dv = a.head_dim_v;
+    const int b = a.merge_off[qt], e = a.merge_off[qt + 1];
+    if (b == e) return;
+    const int h = a.kv_head_begin * a.group + hl;
+    float mx = -INFINITY;
+    for (int i = b; i < e; ++i) mx = fmaxf(mx, merge_ld<CG>(a.partial_lse + (size_t)a.merge_slot[i] * heads + hl));
+    float sum = 0.f;
+    if (mx != -INFINITY)
+        for (int i = b; i < e; ++i) sum += expf(merge_ld<CG>(a.partial_lse + (size_t)a.merge_slot[i] * heads + hl) - mx);
+    const float inv = sum > 0.f ? 1.f / sum : 0.f;
+    uint16_t *o = (uint16_t *)a.o + (int64_t)qt * a.o_stride_token + (int64_t)h * a.o_stride_head;
+    for (int d = lane * 4; d < dv; d += FG_WAVE_SIZE * 4) {
+        float acc0 = 0.f, acc1 = 0.f, acc2 = 0.f, acc3 = 0.f;
+        if (sum > 0.f) {
+#pragma unroll 4
+            for (int i = b; i < e; ++i) {
+                const size_t s = (size_t)a.merge_slot[i];
+                const float w = expf(merge_ld<CG>(a.partial_lse + s * heads + hl) - mx);
+                const float4 p = merge_ld4<CG>(a.partial_o + (s * heads + hl) * dv + d);
+                acc0 += w * p.x;
+                acc1 += w * p.y;
+                acc2 += w * p.z;
+                acc3 += w * p.w;
+            }
+        }
+        o[d] = fg_from_f32<T>(acc0 * inv);
+        o[d + 1] = fg_from_f32<T>(acc1 * inv);
+        o[d + 2] = fg_from_f32<T>(acc2 * inv);
+        o[d + 3] = fg_from_f32<T>(acc3 * inv);
+    }
+    if (lane == 0 && a.lse)
+        a.lse[(int64_t)qt * a.lse_stride_token + (int64_t)h * a.lse_stride_head] =
+            sum > 0.f ? mx + logf(sum) : -INFINITY;
+}
+
 template <int T>
 __global__ void __launch_bounds__(kMergeThreads) merge_states(fg_kernel_args a) {
 #if FG_CUDA && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -152,43 +209,9 @@ __global__ void __launch_bounds__(kMergeThreads) merge_states(fg_kernel_args a) 
     const int lane = threadIdx.x % FG_WAVE_SIZE;
     const int heads = a.kv_head_count * a.group;
     const int64_t pairs = (int64_t)a.num_qtok * heads;
-    const int dv = a.head_dim_v;
     for (int64_t pr = (int64_t)blockIdx.x * waves + threadIdx.x / FG_WAVE_SIZE; pr < pairs;
-         pr += (int64_t)gridDim.x * waves) {
-        const int qt = (int)(pr / heads), hl = (int)(pr % heads);
-        const int b = a.merge_off[qt], e = a.merge_off[qt + 1];
-        if (b == e) continue;
-        const int h = a.kv_head_begin * a.group + hl;
-        float mx = -INFINITY;
-        for (int i = b; i < e; ++i) mx = fmaxf(mx, a.partial_lse[(size_t)a.merge_slot[i] * heads + hl]);
-        float sum = 0.f;
-        if (mx != -INFINITY)
-            for (int i = b; i < e; ++i) sum += expf(a.partial_lse[(size_t)a.merge_slot[i] * heads + hl] - mx);
-        const float inv = sum > 0.f ? 1.f / sum : 0.f;
-        uint16_t *o = (uint16_t *)a.o + (int64_t)qt * a.o_stride_token + (int64_t)h * a.o_stride_head;
-        for (int d = lane * 4; d < dv; d += FG_WAVE_SIZE * 4) {
-            float acc0 = 0.f, acc1 = 0.f, acc2 = 0.f, acc3 = 0.f;
-            if (sum > 0.f) {
-#pragma unroll 4
-                for (int i = b; i < e; ++i) {
-                    const size_t s = (size_t)a.merge_slot[i];
-                    const float w = expf(a.partial_lse[s * heads + hl] - mx);
-                    const float4 p = *(const float4 *)(a.partial_o + (s * heads + hl) * dv + d);
-                    acc0 += w * p.x;
-                    acc1 += w * p.y;
-                    acc2 += w * p.z;
-                    acc3 += w * p.w;
-                }
-            }
-            o[d] = fg_from_f32<T>(acc0 * inv);
-            o[d + 1] = fg_from_f32<T>(acc1 * inv);
-            o[d + 2] = fg_from_f32<T>(acc2 * inv);
-            o[d + 3] = fg_from_f32<T>(acc3 * inv);
-        }
-        if (lane == 0 && a.lse)
-            a.lse[(int64_t)qt * a.lse_stride_token + (int64_t)h * a.lse_stride_head] =
-                sum > 0.f ? mx + logf(sum) : -INFINITY;
-    }
+         pr += (int64_t)gridDim.x * waves)
+        merge_pair<T, false>(a, (int)(pr / heads), (int)(pr % heads), lane);
 }
 
 /* ------------------------------------------------------------------ matrix path */
@@ -541,7 +564,7 @@ template <int N> struct FgIc { static constexpr int value = N; };
  * groups of BN * nrw / 4 tokens each; every warp keeps its own online-softmax state over
  * its column group, and the states are combined through shared memory (the K/V stages,
  * free by then) before the epilogue. Fixed combine order: bitwise reproducible. */
-template <int T, int D, bool V5, bool PF = false, bool SP = false>
+template <int T, int D, bool V5, bool PF = false, bool SP = false, bool FU = false>
 __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     using C = MmaCfg<D>;
@@ -968,6 +991,40 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
                                   l > 0.f ? rmax[hf] * kLn2 + logf(l) : -INFINITY);
                 }
             }
+        }
+        if (FU && a.num_slots > 0) { /* FU: instantiated apart, so the default kernel is unchanged */
+            /* Fused merge (split-K semaphore): this task's partial states are written;
+             * publish them (fence), then one arrival per (q token, KV head g) of a row with
+             * a slot. The arrival that completes the token's slot count merges the token's
+             * slots for g's query heads in listed order (merge_pair, bitwise the separate
+             * merge) and resets the counter for the next run. Nobody waits: no deadlock. */
+            int *cnt = (int *)a.scratch;
+            int *last = (int *)Ks; /* [kMmaThreads] q token to merge, or -1; tiles are done */
+            __threadfence();
+            for (int c = 0; c < nrows; c += kMmaThreads) {
+                __syncthreads(); /* every thread's stores fenced; Ks / last free */
+                int lq = -1;
+                if (c + tid < nrows) {
+                    const fg_row r = a.row[row0 + c + tid];
+                    if (r.slot >= 0) {
+                        int *ct = cnt + (size_t)r.qtok * a.kv_head_count + g;
+                        const int n = a.merge_off[r.qtok + 1] - a.merge_off[r.qtok];
+                        if (atomicAdd(ct, 1) + 1 == n) {
+                            *ct = 0; /* every arrival of this run is in: reset for the next */
+                            __threadfence(); /* acquire: the other slots' writes are visible */
+                            lq = r.qtok;
+                        }
+                    }
+                }
+                last[tid] = lq;
+                __syncthreads();
+                const int nr = min(kMmaThreads, nrows - c);
+                for (int pr = warp; pr < nr * a.group; pr += kMmaWarps) {
+                    const int qt = last[pr / a.group];
+                    if (qt >= 0) merge_pair<T, true>(a, qt, g * a.group + pr % a.group, lane);
+                }
+            }
+            __syncthreads(); /* last[] (in Ks) read before the next task's tiles land there */
         }
 #if FG_CUDA && defined(FG_KERNEL_TIMING)
         if (tid == 0 && bt < kFgtMaxTasks) g_fgt_task[2 * bt + 1] = clock64();
@@ -1418,16 +1475,34 @@ int g_kernel_version = 4;
 /* Merge launched with programmatic dependent launch (sm_90+, CUDA): hides the launch gap
  * between the partial and the merge kernels. FG_GPU_MERGE_PDL=0 turns it off. Session 5. */
 bool g_merge_pdl = false;
+/* Merge fused into partial_mma4 (split-K semaphore on the workspace's arrival counters:
+ * the last task to write a (q token, KV head)'s slots merges them). OFF by default:
+ * correct, bitwise equal to the separate merge, sanitizer-clean, but measured 8-50 us
+ * SLOWER on every merged workload (perf/NOTES-gpu.md, session 6). FG_GPU_FUSED_MERGE=1
+ * turns it on. CUDA matrix path, kernel 4 only (partial_mma4<FU = true>). */
+bool g_fused_merge = false;
+bool fused_merge_on(int path) {
+#if FG_CUDA
+    return path == FG_PATH_MMA && g_fused_merge &&
+           g_kernel_version == 4;
+#else
+    (void)path;
+    return false;
+#endif
+}
 
 template <int T, int D> hipError_t launch_partial(const fg_kernel_args *a, int path, hipStream_t s) {
 #if FG_CUDA
     if (path == FG_PATH_MMA) {
+        const int fused = fused_merge_on(path) ? 1 : 0;
         if (g_kernel_version == 8)
             partial_mma4<T, D, false, false, true><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4, s>>>(*a);
         else if (g_kernel_version == 5)
             partial_mma4<T, D, true><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4, s>>>(*a);
         else if (g_kernel_version == 7)
             partial_mma4<T, D, false, true><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4, s>>>(*a);
+        else if (g_kernel_version == 4 && fused)
+            partial_mma4<T, D, false, false, false, true><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4, s>>>(*a);
         else if (g_kernel_version == 4)
             partial_mma4<T, D, false><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4, s>>>(*a);
         else if (g_kernel_version == 1)
@@ -1478,6 +1553,10 @@ hipError_t fg_kernels_init(bool mma) {
                           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
                           major >= 9 && !(pe && atoi(pe) == 0);
         }
+        {
+            const char *fe = getenv("FG_GPU_FUSED_MERGE");
+            g_fused_merge = fe && atoi(fe) != 0;
+        }
         g_kernel_version = 4;
         if (kv && (atoi(kv) == 1 || atoi(kv) == 3 || atoi(kv) == 5 || atoi(kv) == 6 || atoi(kv) == 7 ||
                    atoi(kv) == 8)) g_kernel_version = atoi(kv);
@@ -1507,6 +1586,9 @@ hipError_t fg_kernels_init(bool mma) {
                             hipFuncAttributeMaxDynamicSharedMemorySize, (int)MmaCfg<D>::smem4);     \
     if (e != hipSuccess) return e;                                                                 \
     e = hipFuncSetAttribute((const void *)partial_mma4<T, D, false, true>,                          \
+                            hipFuncAttributeMaxDynamicSharedMemorySize, (int)MmaCfg<D>::smem4);     \
+    if (e != hipSuccess) return e;                                                                 \
+    e = hipFuncSetAttribute((const void *)partial_mma4<T, D, false, false, false, true>,            \
                             hipFuncAttributeMaxDynamicSharedMemorySize, (int)MmaCfg<D>::smem4);     \
     if (e != hipSuccess) return e;                                                                 \
     e = hipFuncSetAttribute((const void *)partial_mma4<T, D, false, false, true>,                   \
@@ -1680,7 +1762,7 @@ hipError_t fg_kernels_launch(const fg_kernel_args *a, int path, hipStream_t stre
         if (path == FG_PATH_MMA && g_kernel_version >= 4) fgt_dump(a, stream);
 #endif
     }
-    if (a->num_slots > 0 && a->num_qtok > 0) {
+    if (a->num_slots > 0 && a->num_qtok > 0 && !(fused_merge_on(path) && a->num_blocks > 0)) {
         /* One wave per (q token, head) pair up to a cap; the kernel strides over the rest. */
         const int64_t pairs = (int64_t)a->num_qtok * a->kv_head_count * a->group;
         const int64_t want = (pairs + kMergeThreads / FG_WAVE_SIZE - 1) / (kMergeThreads / FG_WAVE_SIZE);
