@@ -315,6 +315,31 @@ static void t_edges(void **state) {
     }
 }
 
+/* A random batch, its tensors on the device, and its shared-prefix plan uploaded: the
+ * setting of the determinism and graph tests. */
+typedef struct forced_case {
+    fgt_batch b;
+    fgt_tensors t;
+    dev_tensors d;
+    dev_plan pl;
+} forced_case;
+
+static void forced_case_make(fgt_rng *rng, const fg_attn_desc *a, const fgt_forest_params *p, forced_case *c) {
+    assert_int_equal(fgt_batch_random(rng, p, &c->b), 0);
+    assert_int_equal(fgt_tensors_random(rng, a, &c->b, 0, &c->t), 0);
+    dev_alloc(&c->d, a, &c->t);
+    fg_batch_desc bd = c->b.desc;
+    bd.flags = FG_BATCH_FORCE_SHARING;
+    assert_int_equal(dev_plan_make(a, &bd, &c->pl), FG_SUCCESS);
+}
+
+static void forced_case_free(forced_case *c) {
+    dev_plan_free(&c->pl);
+    dev_free(&c->d);
+    fgt_tensors_free(&c->t);
+    fgt_batch_free(&c->b);
+}
+
 /* Runs of one plan on one input give bitwise identical O and LSE: twice with the default
  * kernels, then once with the merge fused into the partial kernel. */
 static void t_determinism(void **state) {
@@ -326,19 +351,15 @@ static void t_determinism(void **state) {
     fgt_forest_params p = {.num_roots = 2, .max_depth = 4, .max_fanout = 16, .min_node_len = 1,
                            .max_node_len = 3000, .page_size = 16, .max_q_len = 4, .max_requests = 48,
                            .with_tree = 0};
-    fgt_batch b;
-    assert_int_equal(fgt_batch_random(&rng, &p, &b), 0);
-    fgt_tensors t;
-    assert_int_equal(fgt_tensors_random(&rng, &a, &b, 0, &t), 0);
-    dev_tensors d;
-    dev_alloc(&d, &a, &t);
-    dev_plan pl;
-    fg_batch_desc bd = b.desc;
-    bd.flags = FG_BATCH_FORCE_SHARING;
-    assert_int_equal(dev_plan_make(&a, &bd, &pl), FG_SUCCESS);
+    forced_case c;
+    forced_case_make(&rng, &a, &p, &c);
+    fgt_batch *const b = &c.b;
+    fgt_tensors *const t = &c.t;
+    dev_tensors *const d = &c.d;
+    dev_plan *const pl = &c.pl;
     fg_plan_stats st;
-    assert_int_equal(fg_plan_stats_get(pl.plan, &st), FG_SUCCESS);
-    unsigned char *o1 = malloc(d.o_bytes), *l1 = malloc(d.lse_bytes);
+    assert_int_equal(fg_plan_stats_get(pl->plan, &st), FG_SUCCESS);
+    unsigned char *o1 = malloc(d->o_bytes), *l1 = malloc(d->lse_bytes);
     assert_true(o1 && l1);
     fg_context other = NULL;
     for (int rep = 0; rep < 3; rep++) {
@@ -353,17 +374,17 @@ static void t_determinism(void **state) {
             assert_int_equal(fg_context_create(&opts, &other), FG_SUCCESS);
             unsetenv("FG_GPU_FUSED_MERGE");
         }
-        fgt_tensors_poison_output(&a, &t);
-        dev_upload_inputs(&d, &t);
-        assert_int_equal(fg_run(pl.plan, &d.t, pl.ws, pl.ws_bytes, g_stream), FG_SUCCESS);
-        dev_download(&d, &t);
+        fgt_tensors_poison_output(&a, t);
+        dev_upload_inputs(d, t);
+        assert_int_equal(fg_run(pl->plan, &d->t, pl->ws, pl->ws_bytes, g_stream), FG_SUCCESS);
+        dev_download(d, t);
         if (rep == 0) {
-            check_against_reference("determinism", &a, &b, &t);
-            memcpy(o1, t.o, d.o_bytes);
-            memcpy(l1, t.lse, d.lse_bytes);
+            check_against_reference("determinism", &a, b, t);
+            memcpy(o1, t->o, d->o_bytes);
+            memcpy(l1, t->lse, d->lse_bytes);
         } else {
-            assert_memory_equal(o1, t.o, d.o_bytes);
-            assert_memory_equal(l1, t.lse, d.lse_bytes);
+            assert_memory_equal(o1, t->o, d->o_bytes);
+            assert_memory_equal(l1, t->lse, d->lse_bytes);
         }
     }
     if (other) fg_context_destroy(other);
@@ -371,10 +392,7 @@ static void t_determinism(void **state) {
            st.num_partials, st.num_tasks);
     free(o1);
     free(l1);
-    dev_plan_free(&pl);
-    dev_free(&d);
-    fgt_tensors_free(&t);
-    fgt_batch_free(&b);
+    forced_case_free(&c);
 }
 
 /* fg_run captured into a graph: nothing runs at capture, the replay is right, and a
@@ -388,46 +406,39 @@ static void t_graph(void **state) {
     fgt_forest_params p = {.num_roots = 1, .max_depth = 3, .max_fanout = 8, .min_node_len = 1,
                            .max_node_len = 2000, .page_size = 16, .max_q_len = 2, .max_requests = 32,
                            .with_tree = 0};
-    fgt_batch b;
-    assert_int_equal(fgt_batch_random(&rng, &p, &b), 0);
-    fgt_tensors t;
-    assert_int_equal(fgt_tensors_random(&rng, &a, &b, 0, &t), 0);
-    dev_tensors d;
-    dev_alloc(&d, &a, &t);
-    dev_plan pl;
-    fg_batch_desc bd = b.desc;
-    bd.flags = FG_BATCH_FORCE_SHARING;
-    assert_int_equal(dev_plan_make(&a, &bd, &pl), FG_SUCCESS);
+    forced_case c;
+    forced_case_make(&rng, &a, &p, &c);
+    fgt_batch *const b = &c.b;
+    fgt_tensors *const t = &c.t;
+    dev_tensors *const d = &c.d;
+    dev_plan *const pl = &c.pl;
     char msg[256] = "";
     dev_check(ops()->synchronize(g_ctx->gpu_state, g_stream, msg, sizeof msg), "synchronize", msg);
 
     assert_int_equal(fgt_gpu_capture_begin(g_stream), 0);
-    fg_status st = fg_run(pl.plan, &d.t, pl.ws, pl.ws_bytes, g_stream);
+    fg_status st = fg_run(pl->plan, &d->t, pl->ws, pl->ws_bytes, g_stream);
     void *exec = NULL;
     assert_int_equal(fgt_gpu_capture_end(g_stream, &exec), 0);
     if (st != FG_SUCCESS) fail_msg("fg_run under capture: %s: %s", fg_status_string(st), fg_last_error());
-    dev_download(&d, &t);
+    dev_download(d, t);
     /* Still poisoned: capture recorded the kernels without running them. */
     uint16_t o0;
-    memcpy(&o0, t.o, 2);
+    memcpy(&o0, t->o, 2);
     assert_true((o0 & 0x7f80u) == 0x7f80u && (o0 & 0x7fu) != 0); /* bf16 NaN */
 
     for (int rep = 0; rep < 2; rep++) {
         if (rep) {
-            fgt_tensors_refill(&rng, &a, &b, &t);
-            dev_upload_inputs(&d, &t);
+            fgt_tensors_refill(&rng, &a, b, t);
+            dev_upload_inputs(d, t);
         }
         assert_int_equal(fgt_gpu_graph_launch(exec, g_stream), 0);
-        dev_download(&d, &t);
-        check_against_reference(rep ? "graph replay, fresh inputs" : "graph replay", &a, &b, &t);
-        fgt_tensors_poison_output(&a, &t);
-        dev_upload_inputs(&d, &t);
+        dev_download(d, t);
+        check_against_reference(rep ? "graph replay, fresh inputs" : "graph replay", &a, b, t);
+        fgt_tensors_poison_output(&a, t);
+        dev_upload_inputs(d, t);
     }
     assert_int_equal(fgt_gpu_graph_destroy(exec), 0);
-    dev_plan_free(&pl);
-    dev_free(&d);
-    fgt_tensors_free(&t);
-    fgt_batch_free(&b);
+    forced_case_free(&c);
 }
 
 static int setup(void **state) {
