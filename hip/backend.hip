@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <algorithm>
+#include <chrono>
 #include <vector>
 
 #include "compat.h"
@@ -197,8 +198,19 @@ fg_status gpu_memset(void *state, void *ptr, int value, size_t bytes, void *stre
     return FG_SUCCESS;
 }
 
+/* The queued mode's stand-in for work already in the stream: one thread spins for `cycles`
+ * clock cycles, so that the start event, fn's launches and the stop event are all queued
+ * on the device before the start event is reached. The events then bracket device time
+ * only, as in an engine whose stream (or graph) runs ahead of the host; without it they
+ * also bracket the host's submission of fn's launches (the "idle" mode). */
+__global__ void spin_kernel(long long cycles) {
+    long long t0 = clock64();
+    while (clock64() - t0 < cycles) {
+    }
+}
+
 fg_status gpu_time_us(void *state, void (*fn)(void *), void *arg, int reps, void *stream,
-                      double *median_us, char *msg, size_t msg_len) {
+                      int queued, double *median_us, char *msg, size_t msg_len) {
     (void)state;
     if (reps < 1) reps = 1;
     hipStream_t st = (hipStream_t)stream;
@@ -211,9 +223,19 @@ fg_status gpu_time_us(void *state, void (*fn)(void *), void *arg, int reps, void
     }
     std::vector<double> t;
     t.reserve((size_t)reps);
-    fn(arg); /* warm-up: module load and first-touch stay out of the numbers */
+    /* warm-up: module load and first-touch stay out of the numbers; its host time sizes
+     * the spin (4x the submission time, at least 100 us at 2 GHz) */
+    auto h0 = std::chrono::steady_clock::now();
+    fn(arg);
+    double host_us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - h0).count();
+    long long spin = (long long)(2000.0 * (4.0 * host_us > 100.0 ? 4.0 * host_us : 100.0));
+    if (queued) e = hipStreamSynchronize(st);
     for (int i = 0; i < reps && e == hipSuccess; i++) {
         float ms = 0.f;
+        if (queued) {
+            spin_kernel<<<1, 1, 0, st>>>(spin);
+            if ((e = hipGetLastError()) != hipSuccess) break;
+        }
         if ((e = hipEventRecord(ev[0], st)) != hipSuccess) break;
         fn(arg);
         if ((e = hipEventRecord(ev[1], st)) != hipSuccess) break;

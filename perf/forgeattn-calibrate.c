@@ -166,7 +166,7 @@ static double time_batch(env *e, const fg_attn_desc *a, const fgt_batch *b, fg_p
         check(fg_plan_upload(plan, g.ws, ws_bytes, NULL), "fg_plan_upload");
         gpu_run_fn(&g);
         GPU(synchronize, NULL);
-        GPU(time_us, gpu_run_fn, &g, e->reps, NULL, &us);
+        GPU(time_us, gpu_run_fn, &g, e->reps, NULL, 0, &us);
         check(g.st, "fg_run");
         GPU(free_, q);
         GPU(free_, k);
@@ -254,7 +254,7 @@ static void calibrate(env *e, const char *out) {
         GPU(alloc, &d, bytes);
         GPU(memset_, s, 1, bytes, NULL);
         cp_arg c = {e->ctx, d, s, bytes};
-        GPU(time_us, cp_fn, &c, 20, NULL, &copy_us);
+        GPU(time_us, cp_fn, &c, 20, NULL, 1, &copy_us);
         GPU(free_, s);
         GPU(free_, d);
     } else {

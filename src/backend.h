@@ -54,9 +54,12 @@ typedef struct fg_backend_ops {
     fg_status (*synchronize)(void *state, void *stream, char *msg, size_t msg_len);
     fg_status (*memset_)(void *state, void *ptr, int value, size_t bytes, void *stream, char *msg,
                          size_t msg_len);
-    /* Time `reps` calls of fn(arg) on `stream` with events: median microseconds per call. */
+    /* Time `reps` calls of fn(arg) on `stream` with events: median microseconds per call.
+     * queued = 0: each call starts from an idle device, so the time includes the host's
+     * submission of fn's launches; queued = 1: a spin kernel holds the stream until the
+     * call is fully submitted, so the time is the device's alone (a stream running ahead). */
     fg_status (*time_us)(void *state, void (*fn)(void *), void *arg, int reps, void *stream,
-                         double *median_us, char *msg, size_t msg_len);
+                         int queued, double *median_us, char *msg, size_t msg_len);
     /* Measure the matrix units' rate (fp16 inputs, fp32 accumulation) with a kernel that keeps
      * its operands in registers: the ceiling that benchmark floors use, TFLOP/s. May be NULL. */
     fg_status (*matrix_tflops)(void *state, double *tflops, char *msg, size_t msg_len);
