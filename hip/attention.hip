@@ -1041,420 +1041,6 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
 #endif
 }
 
-/* ------------------------------------------------------------------ matrix path, v3
- *
- * The same contract and tile math as partial_mma, with the block's work flattened into
- * one stream of KV tiles that a loader keeps S - 1 tiles ahead of the compute, across
- * task and row-block boundaries (short tasks no longer pay their load latency alone).
- * A "unit" is one (task, row block, chunk of <= kSegCap3 segments). Each unit is
- * "prepared" into one of NU shared-memory slots some steps before its tiles are issued:
- * its segment table (with the page-table base of each segment's request, so a tile's
- * gather needs one dependent global load, not two), its rows' metadata, its shape. Its
- * Q rows are copied (cp.async) into one of NQ slots together with its first tile.
- * Every step: wait for the next tile's copy group, one barrier, the loader issues what
- * the ring allows (one commit group per tile), then the warps compute that tile.
- * Slot reuse rules (all control flow is uniform across the block):
- *  - a KV stage is refilled only after the tile it held was computed (issued < computed + S);
- *  - unit u is prepared into slot u % NU only after unit u - NU was computed;
- *  - unit u's Q (slot u % NQ) is issued only after unit u - NQ was computed.
- * Prepared-in-step-j data is used from step j + 1 on; tiles issued in step j are
- * computed from step j + 1 on: the barrier at the top of every step orders both. */
-constexpr int kSegCap3 = 32;  /* one warp scans a unit's segment lengths */
-constexpr int kNU = 4;        /* prepared unit slots */
-
-/* W (v6): v1/v4's tile (64 tokens at d <= 128) in 2 stages, so one tile is in flight
- * while one is computed, across task boundaries (session 4, perf/NOTES-gpu.md). */
-template <int D, bool W = false> struct Mma3Cfg {
-    static constexpr int BN = W ? MmaCfg<D>::BN : (D <= 64 ? 64 : (D <= 128 ? 32 : 16));
-    static constexpr int S = W ? 2 : 4;              /* KV stages: S - 1 tiles in flight */
-    static constexpr int NQ = D <= 128 ? 2 : 1;      /* Q slots */
-    static constexpr int CPR = D * 2 / 16;
-    static constexpr int RPP = kMmaThreads / CPR;
-    static constexpr int RPT = BN / RPP;             /* tile rows each thread gathers */
-    static constexpr size_t q_slot = (size_t)kBM * D * 2;
-    static constexpr size_t kv_stage = (size_t)BN * D * 2;
-    /* unit slot: info[16], cum[33], pbase/beg/lo/hi[32 each], row meta 4 x kBM */
-    static constexpr int U_INFO = 16;
-    static constexpr int U_INTS = U_INFO + (kSegCap3 + 1) + 4 * kSegCap3 + 4 * kBM;
-    static constexpr size_t smem = NQ * q_slot + 2 * S * kv_stage + (size_t)3 * S * BN * 4 +
-                                   (size_t)kNU * U_INTS * 4;
-};
-
-/* unit info fields */
-enum { UI_MB = 0, UI_M, UI_NS, UI_FIRST, UI_LAST, UI_KVH, UI_G, UI_NT, UI_L };
-
-__device__ __forceinline__ void cp_async_wait_dyn(int n) {
-    if (n <= 0) fg_cp_async_wait<0>();
-    else if (n == 1) fg_cp_async_wait<1>();
-    else if (n == 2) fg_cp_async_wait<2>();
-    else fg_cp_async_wait<3>();
-}
-
-template <int T, int D, bool W>
-__global__ void __launch_bounds__(kMmaThreads) partial_mma3(fg_kernel_args a) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    using C = Mma3Cfg<D, W>;
-    static_assert(C::RPT * C::RPP == C::BN, "loader rows");
-    constexpr int BN = C::BN, CPR = C::CPR, RPP = C::RPP, S = C::S, NQ = C::NQ;
-    extern __shared__ __align__(16) unsigned char smem[];
-    uint16_t *Qs = (uint16_t *)smem;
-    uint16_t *Ks = (uint16_t *)(smem + NQ * C::q_slot);
-    uint16_t *Vs = Ks + S * BN * D;
-    int *meta_pos = (int *)(Vs + S * BN * D);
-    int *meta_lo = meta_pos + S * BN;
-    int *meta_hi = meta_lo + S * BN;
-    int *units = meta_hi + S * BN;
-    /* slot layout helpers */
-#define U_INFO_P(s) (units + (s) * C::U_INTS)
-#define U_CUM(s) (U_INFO_P(s) + C::U_INFO)
-#define U_PB(s) (U_CUM(s) + kSegCap3 + 1)
-#define U_BEG(s) (U_PB(s) + kSegCap3)
-#define U_LO(s) (U_BEG(s) + kSegCap3)
-#define U_HI(s) (U_LO(s) + kSegCap3)
-#define U_RANK(s) (U_HI(s) + kSegCap3)
-#define U_LIM(s) (U_RANK(s) + kBM)
-#define U_SLOT(s) (U_LIM(s) + kBM)
-#define U_QTOK(s) (U_SLOT(s) + kBM)
-
-    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-    const uint16_t *q = (const uint16_t *)a.q;
-    const uint16_t *k = (const uint16_t *)a.k;
-    const uint16_t *v = (const uint16_t *)a.v;
-    const float sl2 = a.scale * kLog2e;
-    const int lchunk = tid % CPR, lrow0 = tid / CPR;
-    const int ps = a.page_size;
-    const int ps_shift = (ps & (ps - 1)) == 0 ? __ffs(ps) - 1 : -1; /* uniform */
-    /* prepare: the segment scan runs on warp SW, the row metadata on threads RT0.. RT0+kBM.
-     * v6 puts them on the warps that compute last (3, then 1-2), so warp 0 (always computing)
-     * does not wait for their dependent loads. */
-    constexpr int SW = W ? 3 : 0, RT0 = 32;
-
-    /* Enumeration of the block's units (uniform registers). */
-    int p_bt = a.block_task_off[blockIdx.x];
-    const int p_end = a.block_task_off[blockIdx.x + 1];
-    int p_mb = 0, p_sc = 0, p_item = 0, p_g = 0, p_M = 0, p_nseg = 0, p_row0 = 0, p_seg0 = 0;
-    auto load_task = [&]() {
-        while (p_bt < p_end) {
-            const int task = a.block_task[p_bt];
-            p_item = task / a.kv_head_count;
-            p_g = task % a.kv_head_count;
-            p_row0 = a.item_row_off[p_item];
-            p_M = (a.item_row_off[p_item + 1] - p_row0) * a.group;
-            p_seg0 = a.item_seg_off[p_item];
-            p_nseg = a.item_seg_off[p_item + 1] - p_seg0;
-            p_mb = 0;
-            p_sc = 0;
-            if (p_M > 0) return;
-            ++p_bt;
-        }
-    };
-    load_task();
-
-    int pu = 0;                  /* units prepared */
-    int lu = 0, lt = 0;          /* loader: unit and tile to issue next */
-    int issued = 0, computed = 0; /* tiles; tile i is commit group i */
-    int cu = 0, ct = 0;          /* compute: unit and tile */
-
-    float oacc[D / 8][4];
-    float rmax[2], rsum[2];
-    int rrank[2], rlim[2], rslot[2], rqtok[2], rh[2], rhl[2];
-    bool warp_active = false;
-
-    for (;;) {
-        const bool have = computed < issued;
-        if (have) {
-            /* one commit group per issued tile, in order: tile c is group c */
-            cp_async_wait_dyn(issued - 1 - computed);
-        } else if (p_bt >= p_end && cu == pu) {
-            break; /* everything prepared was computed, nothing left to prepare */
-        }
-        __syncthreads();
-
-        /* ---- loader: issue tiles while the ring allows */
-        const int prepared = pu;
-        while (lu < prepared && issued < computed + S) {
-            const int us = lu % kNU;
-            const int *info = U_INFO_P(us);
-            if (lt == 0) {
-                if (lu >= cu + NQ) break; /* its Q slot is still in use */
-                /* Q rows of the unit into slot lu % NQ (zeros past M) */
-                uint16_t *qd = Qs + (lu % NQ) * kBM * D;
-                const int M = info[UI_M], mb = info[UI_MB], kvh = info[UI_KVH];
-                const int *uq = U_QTOK(us);
-                for (int i = tid; i < kBM * CPR; i += kMmaThreads) {
-                    const int r = i / CPR, c = i % CPR;
-                    const uint16_t *src = q;
-                    int bytes = 0;
-                    if (mb + r < M) {
-                        const int h = kvh * a.group + (mb + r) % a.group;
-                        src = q + (int64_t)uq[r] * a.q_stride_token + (int64_t)h * a.q_stride_head + c * 8;
-                        bytes = 16;
-                    }
-                    fg_cp_async16(qd + r * D + fg_swizzle_chunk(r, c) * 8, src, bytes);
-                }
-            }
-            {
-                const int st = issued % S;
-                const int ns = info[UI_NS], L = info[UI_L], kvh = info[UI_KVH];
-                const int *cum = U_CUM(us), *pb = U_PB(us), *beg = U_BEG(us);
-                const int64_t k_head = (int64_t)kvh * a.k_stride_head, v_head = (int64_t)kvh * a.v_stride_head;
-                uint16_t *kd = Ks + st * BN * D, *vd = Vs + st * BN * D;
-#pragma unroll
-                for (int j = 0; j < C::RPT; j++) {
-                    const int r = lrow0 + j * RPP;
-                    const int idx = lt * BN + r;
-                    const uint16_t *kp = k, *vp = v;
-                    int bytes = 0;
-                    if (idx < L) {
-                        int lo = 0, hi = ns;
-                        while (hi - lo > 1) {
-                            const int mid = (lo + hi) >> 1;
-                            if (cum[mid] <= idx) lo = mid; else hi = mid;
-                        }
-                        const int p = beg[lo] + idx - cum[lo];
-                        const int64_t pg = a.page[pb[lo] + (ps_shift >= 0 ? p >> ps_shift : p / ps)];
-                        const int64_t slot = ps_shift >= 0 ? (p & (ps - 1)) : p % ps;
-                        kp = k + pg * a.k_stride_page + slot * a.k_stride_token + k_head + lchunk * 8;
-                        vp = v + pg * a.v_stride_page + slot * a.v_stride_token + v_head + lchunk * 8;
-                        bytes = 16;
-                        if (lchunk == 0) {
-                            meta_pos[st * BN + r] = p;
-                            meta_lo[st * BN + r] = U_LO(us)[lo];
-                            meta_hi[st * BN + r] = U_HI(us)[lo];
-                        }
-                    } else if (lchunk == 0) {
-                        meta_pos[st * BN + r] = INT_MAX;
-                        meta_lo[st * BN + r] = INT_MAX;
-                        meta_hi[st * BN + r] = INT_MIN;
-                    }
-                    const int off = r * D + fg_swizzle_chunk(r, lchunk) * 8;
-                    fg_cp_async16(kd + off, kp, bytes);
-                    fg_cp_async16(vd + off, vp, bytes);
-                }
-                fg_cp_async_commit();
-                ++issued;
-                if (++lt == info[UI_NT]) { ++lu; lt = 0; }
-            }
-        }
-
-        /* ---- prepare units ahead (slot pu % kNU is free once unit pu - kNU was computed) */
-        while (p_bt < p_end && pu < cu + kNU && pu < lu + 2) {
-            const int us = pu % kNU;
-            int *info = U_INFO_P(us);
-            const int ns = min(kSegCap3, p_nseg - p_sc);
-            const int kvh = a.kv_head_begin + p_g;
-            if (warp == SW) {
-                int len = 0;
-                if (lane < ns) {
-                    const fg_seg sg = a.seg[p_seg0 + p_sc + lane];
-                    len = sg.kv_end - sg.kv_begin;
-                    U_PB(us)[lane] = a.page_off[sg.src_req];
-                    U_BEG(us)[lane] = sg.kv_begin;
-                    U_LO(us)[lane] = sg.rank_lo;
-                    U_HI(us)[lane] = sg.rank_hi;
-                }
-#pragma unroll
-                for (int o = 1; o < 32; o <<= 1) {
-                    const int t = __shfl_up_sync(0xffffffffu, len, o);
-                    if (lane >= o) len += t;
-                }
-                U_CUM(us)[lane + 1] = len;
-                const int L = __shfl_sync(0xffffffffu, len, 31);
-                if (lane == 0) {
-                    U_CUM(us)[0] = 0;
-                    info[UI_MB] = p_mb;
-                    info[UI_M] = p_M;
-                    info[UI_NS] = ns;
-                    info[UI_FIRST] = p_sc == 0;
-                    info[UI_LAST] = p_sc + kSegCap3 >= p_nseg;
-                    info[UI_KVH] = kvh;
-                    info[UI_G] = p_g;
-                    info[UI_L] = L;
-                    info[UI_NT] = L > 0 ? (L + BN - 1) / BN : 1; /* an empty unit: one masked tile */
-                }
-            }
-            if (tid >= RT0 && tid - RT0 < kBM) {
-                const int r = tid - RT0, m = p_mb + r;
-                if (m < p_M) {
-                    const fg_row rw = a.row[p_row0 + m / a.group];
-                    U_RANK(us)[r] = rw.rank;
-                    U_LIM(us)[r] = rw.limit;
-                    U_SLOT(us)[r] = rw.slot;
-                    U_QTOK(us)[r] = rw.qtok;
-                } else {
-                    U_RANK(us)[r] = INT_MIN;
-                    U_LIM(us)[r] = 0;
-                    U_SLOT(us)[r] = -1;
-                    U_QTOK(us)[r] = -1;
-                }
-            }
-            ++pu;
-            /* advance: next segment chunk, row block, task */
-            p_sc += kSegCap3;
-            if (p_sc >= p_nseg) {
-                p_sc = 0;
-                p_mb += kBM;
-                if (p_mb >= p_M) { ++p_bt; load_task(); }
-            }
-        }
-
-        if (!have) continue;
-
-        /* ---- compute tile `computed` (unit cu, tile ct) */
-        const int us = cu % kNU;
-        const int *info = U_INFO_P(us);
-        const int M = info[UI_M], mb = info[UI_MB];
-        if (ct == 0) {
-            const int g = info[UI_G], kvh = info[UI_KVH];
-            warp_active = mb + warp * 16 < M;
-#pragma unroll
-            for (int hf = 0; hf < 2; hf++) {
-                const int r = warp * 16 + (lane >> 2) + 8 * hf, m = mb + r;
-                rrank[hf] = U_RANK(us)[r];
-                rlim[hf] = U_LIM(us)[r];
-                rslot[hf] = U_SLOT(us)[r];
-                rqtok[hf] = U_QTOK(us)[r];
-                rh[hf] = kvh * a.group + m % a.group;
-                rhl[hf] = g * a.group + m % a.group;
-            }
-            if (info[UI_FIRST]) {
-#pragma unroll
-                for (int i = 0; i < D / 8; i++) oacc[i][0] = oacc[i][1] = oacc[i][2] = oacc[i][3] = 0.f;
-                rmax[0] = rmax[1] = -INFINITY;
-                rsum[0] = rsum[1] = 0.f;
-            }
-        }
-        const int st = computed % S;
-        if (warp_active) {
-            const uint16_t *Qt = Qs + (cu % NQ) * kBM * D;
-            const uint16_t *kt = Ks + st * BN * D, *vt = Vs + st * BN * D;
-            float sacc[BN / 8][4];
-#pragma unroll
-            for (int i = 0; i < BN / 8; i++) sacc[i][0] = sacc[i][1] = sacc[i][2] = sacc[i][3] = 0.f;
-#pragma unroll
-            for (int ks = 0; ks < D / 16; ks++) {
-                uint32_t af[4];
-                const int qr = warp * 16 + fg_ldm_a_row(lane);
-                ldsm_x4(af, Qt + qr * D + fg_swizzle_chunk(qr, 2 * ks + fg_ldm_a_chunk(lane)) * 8);
-#pragma unroll
-                for (int np = 0; np < BN / 16; np++) {
-                    uint32_t bf[4];
-                    const int kr = np * 16 + fg_ldm_bk_row(lane);
-                    ldsm_x4(bf, kt + kr * D + fg_swizzle_chunk(kr, 2 * ks + fg_ldm_bk_chunk(lane)) * 8);
-                    mma16816<T>(sacc[2 * np], af, bf[0], bf[1]);
-                    mma16816<T>(sacc[2 * np + 1], af, bf[2], bf[3]);
-                }
-            }
-            float tmax[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-            for (int nt = 0; nt < BN / 8; nt++)
-#pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    const int col = nt * 8 + fg_mma_c_col(lane, i), hf = i >> 1;
-                    const int pos = meta_pos[st * BN + col];
-                    const bool vis = meta_lo[st * BN + col] <= rrank[hf] &&
-                                     rrank[hf] < meta_hi[st * BN + col] && pos < rlim[hf];
-                    const float s = vis ? sacc[nt][i] * sl2 : -INFINITY;
-                    sacc[nt][i] = s;
-                    tmax[hf] = fmaxf(tmax[hf], s);
-                }
-            float alpha[2], base[2];
-#pragma unroll
-            for (int hf = 0; hf < 2; hf++) {
-                tmax[hf] = fmaxf(tmax[hf], __shfl_xor_sync(0xffffffffu, tmax[hf], 1));
-                tmax[hf] = fmaxf(tmax[hf], __shfl_xor_sync(0xffffffffu, tmax[hf], 2));
-                const float mn = fmaxf(rmax[hf], tmax[hf]);
-                base[hf] = mn == -INFINITY ? 0.f : mn;
-                alpha[hf] = exp2f(rmax[hf] - base[hf]);
-                rmax[hf] = mn;
-                rsum[hf] *= alpha[hf];
-            }
-#pragma unroll
-            for (int nt = 0; nt < BN / 8; nt++)
-#pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    const float p = exp2f(sacc[nt][i] - base[i >> 1]);
-                    sacc[nt][i] = p;
-                    rsum[i >> 1] += p;
-                }
-#pragma unroll
-            for (int dt = 0; dt < D / 8; dt++) {
-                oacc[dt][0] *= alpha[0];
-                oacc[dt][1] *= alpha[0];
-                oacc[dt][2] *= alpha[1];
-                oacc[dt][3] *= alpha[1];
-            }
-#pragma unroll
-            for (int kk = 0; kk < BN / 16; kk++) {
-                uint32_t pf[4];
-                pf[0] = fg_pack2<T>(sacc[2 * kk][0], sacc[2 * kk][1]);
-                pf[1] = fg_pack2<T>(sacc[2 * kk][2], sacc[2 * kk][3]);
-                pf[2] = fg_pack2<T>(sacc[2 * kk + 1][0], sacc[2 * kk + 1][1]);
-                pf[3] = fg_pack2<T>(sacc[2 * kk + 1][2], sacc[2 * kk + 1][3]);
-#pragma unroll
-                for (int dp = 0; dp < D / 16; dp++) {
-                    uint32_t bf[4];
-                    const int vr = kk * 16 + fg_ldm_bv_row(lane);
-                    ldsm_x4_trans(bf, vt + vr * D + fg_swizzle_chunk(vr, 2 * dp + fg_ldm_bv_chunk(lane)) * 8);
-                    mma16816<T>(oacc[2 * dp], pf, bf[0], bf[1]);
-                    mma16816<T>(oacc[2 * dp + 1], pf, bf[2], bf[3]);
-                }
-            }
-        }
-        ++computed;
-        if (++ct == info[UI_NT]) {
-            if (info[UI_LAST] && warp_active) {
-#pragma unroll
-                for (int hf = 0; hf < 2; hf++) {
-                    float l = rsum[hf];
-                    l += __shfl_xor_sync(0xffffffffu, l, 1);
-                    l += __shfl_xor_sync(0xffffffffu, l, 2);
-                    if (rqtok[hf] < 0) continue;
-                    const float inv = l > 0.f ? 1.f / l : 0.f;
-                    const int heads = a.kv_head_count * a.group;
-                    if (rslot[hf] < 0) {
-                        uint16_t *o = (uint16_t *)a.o + (int64_t)rqtok[hf] * a.o_stride_token +
-                                      (int64_t)rh[hf] * a.o_stride_head;
-#pragma unroll
-                        for (int dt = 0; dt < D / 8; dt++) {
-                            const int d = dt * 8 + fg_mma_c_col(lane, 0);
-                            *(uint32_t *)(o + d) =
-                                (uint32_t)fg_from_f32<T>(oacc[dt][2 * hf] * inv) |
-                                ((uint32_t)fg_from_f32<T>(oacc[dt][2 * hf + 1] * inv) << 16);
-                        }
-                    } else {
-                        float *po = a.partial_o + ((size_t)rslot[hf] * heads + rhl[hf]) * a.head_dim_v;
-#pragma unroll
-                        for (int dt = 0; dt < D / 8; dt++) {
-                            const int d = dt * 8 + fg_mma_c_col(lane, 0);
-                            *(float2 *)(po + d) = make_float2(oacc[dt][2 * hf] * inv, oacc[dt][2 * hf + 1] * inv);
-                        }
-                    }
-                    if ((lane & 3) == 0)
-                        store_lse(a, rqtok[hf], rh[hf], rhl[hf], rslot[hf],
-                                  l > 0.f ? rmax[hf] * kLn2 + logf(l) : -INFINITY);
-                }
-            }
-            ++cu;
-            ct = 0;
-        }
-    }
-    fg_cp_async_wait<0>();
-#undef U_INFO_P
-#undef U_CUM
-#undef U_PB
-#undef U_BEG
-#undef U_LO
-#undef U_HI
-#undef U_RANK
-#undef U_LIM
-#undef U_SLOT
-#undef U_QTOK
-#else
-    (void)a;
-#endif
-}
-
 #endif /* FG_CUDA */
 
 /* Which matrix kernel runs (FG_GPU_KERNEL in the environment at context creation):
@@ -1463,14 +1049,12 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma3(fg_kernel_args a) {
  * blocks; measured no faster than 4, kept for experiments),
  * 7 (partial_mma4<PF = true>: v4 + the next task's metadata chain loaded during the
  * current task; measured no faster than 4, session 4),
- * 6 (partial_mma3<W = true>: the cross-task stream with 64-token tiles in 2 stages;
- * measured slower than 4 everywhere, W4 0.62, session 4),
  * 8 (partial_mma4<SP = true>: v4 + a row block of <= 32 rows splits each tile's columns
  * over the idle warps, states combined in shared memory; session 5),
- * 1 (partial_mma, the first version) or 3 (partial_mma3, the cross-task 32-token tile
- * stream). Measured on the H100 (perf/NOTES-gpu.md, v3): partial_mma3 was
- * slower on every workload, so it is kept for experiments only; the planner's tile shapes
- * (hip/tuning.h) are partial_mma's. */
+ * 1 (partial_mma, the first version: the baseline the others are measured against).
+ * The cross-task tile stream (partial_mma3, versions 3 and 6) was slower than 4 on every
+ * workload (perf/NOTES-gpu.md, sessions 2 and 4) and was removed in session 7; it is in
+ * git history before that. The planner's tile shapes (hip/tuning.h) are partial_mma4's. */
 int g_kernel_version = 4;
 /* Merge launched with programmatic dependent launch (sm_90+, CUDA): hides the launch gap
  * between the partial and the merge kernels. FG_GPU_MERGE_PDL=0 turns it off. Session 5. */
@@ -1505,12 +1089,8 @@ template <int T, int D> hipError_t launch_partial(const fg_kernel_args *a, int p
             partial_mma4<T, D, false, false, false, true><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4, s>>>(*a);
         else if (g_kernel_version == 4)
             partial_mma4<T, D, false><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4, s>>>(*a);
-        else if (g_kernel_version == 1)
-            partial_mma<T, D><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem, s>>>(*a);
-        else if (g_kernel_version == 6)
-            partial_mma3<T, D, true><<<a->num_blocks, kMmaThreads, Mma3Cfg<D, true>::smem, s>>>(*a);
         else
-            partial_mma3<T, D, false><<<a->num_blocks, kMmaThreads, Mma3Cfg<D>::smem, s>>>(*a);
+            partial_mma<T, D><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem, s>>>(*a);
         return hipGetLastError();
     }
 #endif
@@ -1558,8 +1138,7 @@ hipError_t fg_kernels_init(bool mma) {
             g_fused_merge = fe && atoi(fe) != 0;
         }
         g_kernel_version = 4;
-        if (kv && (atoi(kv) == 1 || atoi(kv) == 3 || atoi(kv) == 5 || atoi(kv) == 6 || atoi(kv) == 7 ||
-                   atoi(kv) == 8)) g_kernel_version = atoi(kv);
+        if (kv && (atoi(kv) == 1 || atoi(kv) == 5 || atoi(kv) == 7 || atoi(kv) == 8)) g_kernel_version = atoi(kv);
         hipError_t e;
 #define FG_SET_SMEM(T, D)                                                                          \
     e = hipFuncSetAttribute((const void *)partial_mma<T, D>,                                        \
@@ -1568,16 +1147,6 @@ hipError_t fg_kernels_init(bool mma) {
         FG_SET_SMEM(FG_T_F16, 64) FG_SET_SMEM(FG_T_F16, 128) FG_SET_SMEM(FG_T_F16, 256)
         FG_SET_SMEM(FG_T_BF16, 64) FG_SET_SMEM(FG_T_BF16, 128) FG_SET_SMEM(FG_T_BF16, 256)
 #undef FG_SET_SMEM
-#define FG_SET_SMEM3(T, D)                                                                         \
-    e = hipFuncSetAttribute((const void *)partial_mma3<T, D, false>,                                \
-                            hipFuncAttributeMaxDynamicSharedMemorySize, (int)Mma3Cfg<D>::smem);     \
-    if (e != hipSuccess) return e;                                                                 \
-    e = hipFuncSetAttribute((const void *)partial_mma3<T, D, true>,                                 \
-                            hipFuncAttributeMaxDynamicSharedMemorySize, (int)Mma3Cfg<D, true>::smem); \
-    if (e != hipSuccess) return e;
-        FG_SET_SMEM3(FG_T_F16, 64) FG_SET_SMEM3(FG_T_F16, 128) FG_SET_SMEM3(FG_T_F16, 256)
-        FG_SET_SMEM3(FG_T_BF16, 64) FG_SET_SMEM3(FG_T_BF16, 128) FG_SET_SMEM3(FG_T_BF16, 256)
-#undef FG_SET_SMEM3
 #define FG_SET_SMEM4(T, D)                                                                         \
     e = hipFuncSetAttribute((const void *)partial_mma4<T, D, false>,                                \
                             hipFuncAttributeMaxDynamicSharedMemorySize, (int)MmaCfg<D>::smem4);     \
@@ -1612,22 +1181,6 @@ hipError_t fg_kernels_occupancy(int head_dim, int path, int *blocks_per_unit) {
         case 64: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma4<FG_T_F16, 64, false>, kMmaThreads, MmaCfg<64>::smem4);
         case 128: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma4<FG_T_F16, 128, false>, kMmaThreads, MmaCfg<128>::smem4);
         case 256: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma4<FG_T_F16, 256, false>, kMmaThreads, MmaCfg<256>::smem4);
-        default: return hipErrorInvalidValue;
-        }
-    }
-    if (path == FG_PATH_MMA && g_kernel_version == 6) {
-        switch (head_dim) {
-        case 64: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma3<FG_T_F16, 64, true>, kMmaThreads, Mma3Cfg<64, true>::smem);
-        case 128: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma3<FG_T_F16, 128, true>, kMmaThreads, Mma3Cfg<128, true>::smem);
-        case 256: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma3<FG_T_F16, 256, true>, kMmaThreads, Mma3Cfg<256, true>::smem);
-        default: return hipErrorInvalidValue;
-        }
-    }
-    if (path == FG_PATH_MMA && g_kernel_version == 3) {
-        switch (head_dim) {
-        case 64: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma3<FG_T_F16, 64, false>, kMmaThreads, Mma3Cfg<64>::smem);
-        case 128: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma3<FG_T_F16, 128, false>, kMmaThreads, Mma3Cfg<128>::smem);
-        case 256: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma3<FG_T_F16, 256, false>, kMmaThreads, Mma3Cfg<256>::smem);
         default: return hipErrorInvalidValue;
         }
     }

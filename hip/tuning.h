@@ -22,8 +22,7 @@ typedef struct fg_kernel_tuning {
 /* The first matching row wins; the last row is the fallback. sm_80 and sm_90 run the
  * same mma.sync kernel (hip/attention.hip partial_mma4, default, and partial_mma,
  * FG_GPU_KERNEL=1: m16n8k16, cp.async double buffering of 64-token KV tiles, 4 warps of
- * 16 rows; the experimental partial_mma3, FG_GPU_KERNEL=3, uses 32-token tiles in 4
- * stages and is not described here);
+ * 16 rows);
  * CDNA targets (gfx908, gfx90a, gfx940) run the MFMA kernel (hip/partial_mfma.hip: 2 waves
  * of 64 x 32 rows, 32-token KV tiles); other AMD targets run the portable path. */
 static const fg_kernel_tuning fg_kernel_tuning_table[] = {
