@@ -85,6 +85,7 @@ void fg_division_free(fg_division *d) {
     free(d->item_row_off);
     free(d->row);
     free(d->item_cost_us);
+    free(d->qtok_items);
     fg_division_drop_lpt(d);
     memset(d, 0, sizeof *d);
 }
@@ -124,6 +125,7 @@ typedef struct dctx {
         int64_t kv, fold_kv;
         double fold_cmp, v;
     } *ic;
+    struct icache **ic_last; /* the entry the previous call hit or filled (with ic) */
 } dctx;
 
 #define IC_SIZE 64
@@ -140,19 +142,30 @@ static double fold_compute_us(const dctx *c, int32_t item_rows, int32_t seeing, 
  * plus folded segments (fold_kv tokens, fold_cmp compute). */
 static double item_cost(const dctx *c, int32_t rows, int32_t partial, int64_t kv, int64_t fold_kv,
                         double fold_cmp) {
-    struct icache *e = NULL;
+    struct icache *e = c->ic ? *c->ic_last : NULL;
+    /* calls come in runs of equal arguments (sibling groups, the items of one node):
+     * the last entry is checked before hashing */
+    if (e && e->rows == rows && e->partial == partial && e->kv == kv && e->fold_kv == fold_kv &&
+        memcmp(&e->fold_cmp, &fold_cmp, sizeof fold_cmp) == 0)
+        return e->v;
+    e = NULL;
     if (c->ic) {
         uint64_t h = (uint64_t)rows * 0x9E3779B97F4A7C15ull ^ (uint64_t)partial * 0xC2B2AE3D27D4EB4Full ^
                      (uint64_t)kv * 0x165667B19E3779F9ull ^ (uint64_t)fold_kv * 0x27D4EB2F165667C5ull;
         e = &c->ic[(h >> 32) & (IC_SIZE - 1)];
         if (e->rows == rows && e->partial == partial && e->kv == kv && e->fold_kv == fold_kv &&
-            memcmp(&e->fold_cmp, &fold_cmp, sizeof fold_cmp) == 0)
+            memcmp(&e->fold_cmp, &fold_cmp, sizeof fold_cmp) == 0) {
+            *c->ic_last = e;
             return e->v;
+        }
     }
     double mem = fg_cost_fast_mem_us(&c->fc, rows, partial, kv + fold_kv);
     double cmp = fg_cost_fast_compute_us(&c->fc, rows, kv) + fold_cmp;
     double v = (mem > cmp ? mem : cmp) + c->p->task_fixed_us;
-    if (e) *e = (struct icache){rows, partial, kv, fold_kv, fold_cmp, v};
+    if (e) {
+        *e = (struct icache){rows, partial, kv, fold_kv, fold_cmp, v};
+        *c->ic_last = e;
+    }
     return v;
 }
 
@@ -376,6 +389,121 @@ static int evaluate(const dctx *c, const fg_forest *f, const grp *G, int64_t NG,
 
 typedef struct fold_ent { int32_t node, next; } fold_ent;
 
+/* 1. The rows of node n: the q tokens of its requests (rank order) whose causal limit
+ * passes its first position, with their limits and ranks. Returns how many. Out of
+ * line for the same reason as emit_items (fg_divide's many live values spill).
+ * rank_tok / rank_lim (or NULL): when every request has one q token, that token and its
+ * limit (kv_len) by rank. Its limit passes the first position of every node on its
+ * path, so a node's rows are then just its rank range, copied without the per-request
+ * lookups. */
+FG_NOINLINE static int32_t list_node_tokens(const fg_divide_input *in, const fg_forest *f, int32_t n,
+                                            const int32_t *rank_tok, const int32_t *rank_lim, int32_t *t,
+                                            int32_t *tl, int32_t *trk) {
+    const int32_t *rq_len = in->q_len, *rkv_len = in->kv_len, *rq_ip = in->q_indptr, *rar = f->req_at_rank;
+    const int32_t nb = f->begin[n], rhi = f->rank_hi[n];
+    const int32_t *t0 = t;
+    if (rank_tok) {
+        const int32_t lo = f->rank_lo[n], cnt = rhi - lo;
+        memcpy(t, rank_tok + lo, sizeof(int32_t) * (size_t)cnt);
+        memcpy(tl, rank_lim + lo, sizeof(int32_t) * (size_t)cnt);
+        for (int32_t i = 0; i < cnt; i++) trk[i] = lo + i;
+        return cnt;
+    }
+    for (int32_t rk = f->rank_lo[n]; rk < rhi; rk++) {
+        int32_t r = rar[rk], ql = rq_len[r];
+        int32_t first = rkv_len[r] - ql + 1; /* limit of token 0 */
+        int32_t i0 = nb - first + 1;         /* first token with limit > begin */
+        if (i0 < 0) i0 = 0;
+        int32_t base = rq_ip[r];
+        if (ql - i0 == 1) { /* one token (decode): skip the vectorised loop's set-up */
+            *t++ = base + i0; *tl++ = first + i0; *trk++ = rk;
+            continue;
+        }
+        for (int32_t i = i0; i < ql; i++) { *t++ = base + i; *tl++ = first + i; *trk++ = rk; }
+    }
+    return (int32_t)(t - t0);
+}
+
+/* What emission reads: the forest, the groups with their chosen geometry, the folds,
+ * and the listed tokens (q token, rank, causal limit). */
+typedef struct emit_src {
+    const fg_forest *f;
+    const grp *G;
+    int64_t NG;
+    const int32_t *host;
+    const fold_ent *folds;
+    const int32_t *tok, *tok_rank, *tok_limit;
+} emit_src;
+
+/* 4. Emission, node by node in DFS order, row group by row group, chunk by chunk, into
+ * outputs sized beforehand (plain pointer writes); count[q] += the items listing q.
+ * Out of line, with few live values: inside fg_divide this loop spilled its row to the
+ * stack and read it back for every row. */
+FG_NOINLINE static void emit_items(const emit_src *e, int32_t *count, int32_t *seg_off, int32_t *row_off,
+                                   fg_seg *seg, fg_row *row, int64_t *num_off, int64_t *num_seg,
+                                   int64_t *num_row) {
+    const fg_forest *f = e->f;
+    int32_t *so_w = seg_off, *ro_w = row_off;
+    fg_seg *sg_w = seg;
+    fg_row *w = row;
+    *so_w++ = 0;
+    *ro_w++ = 0;
+    for (int64_t g = 0; g < e->NG; g++) {
+        const grp *G = &e->G[g];
+        const int32_t n = G->node;
+        if (e->host[n] >= 0) continue;
+        const int32_t b = f->begin[n], end = b + f->length[n], t1 = G->t0 + G->nt;
+        for (int32_t j = 0; j < G->best_count; j++) {
+            int32_t cb = b + j * G->best_size, ce = cb + G->best_size < end ? cb + G->best_size : end;
+            const fg_row *r0 = w;
+            for (int32_t i = G->t0; i < t1; i++) {
+                const int32_t qt = e->tok[i], limit = e->tok_limit[i];
+                if (limit <= cb) continue;
+                w->qtok = qt;
+                w->rank = e->tok_rank[i];
+                w->limit = limit;
+                w->slot = -1;
+                w++;
+                count[qt]++;
+            }
+            if (w == r0) continue; /* no token sees this chunk (q_len > 1 only) */
+            *sg_w++ = (fg_seg){f->src_req[n], cb, ce, f->rank_lo[n], f->rank_hi[n]};
+            if (j == G->best_count - 1) {
+                for (int32_t ei = G->fold_head; ei >= 0; ei = e->folds[ei].next) {
+                    const int32_t m = e->folds[ei].node;
+                    *sg_w++ = (fg_seg){f->src_req[m], f->begin[m], f->begin[m] + f->length[m], f->rank_lo[m],
+                                       f->rank_hi[m]};
+                }
+            }
+            *so_w++ = (int32_t)(sg_w - seg);
+            *ro_w++ = (int32_t)(w - row);
+        }
+    }
+    *num_off = so_w - seg_off;
+    *num_seg = sg_w - seg;
+    *num_row = w - row;
+}
+
+/* 5. Exact item costs, once every token's item count (partial or direct) is known. */
+FG_NOINLINE static void exact_item_costs(const dctx *c, int32_t num_items, const int32_t *so, const fg_seg *sg,
+                                         const int32_t *ro, const fg_row *rw, const int32_t *count,
+                                         double *cost_us) {
+    for (int32_t it = 0; it < num_items; it++) {
+        int32_t nr = ro[it + 1] - ro[it], partial = 0;
+        for (int32_t k = ro[it]; k < ro[it + 1]; k++) partial += count[rw[k].qtok] > 1;
+        int64_t main_kv = sg[so[it]].kv_end - sg[so[it]].kv_begin, fold_kv = 0;
+        double fold_cmp = 0.0;
+        for (int32_t s = so[it] + 1; s < so[it + 1]; s++) {
+            int32_t len = sg[s].kv_end - sg[s].kv_begin, seeing = 0;
+            for (int32_t k = ro[it]; k < ro[it + 1]; k++)
+                seeing += rw[k].rank >= sg[s].rank_lo && rw[k].rank < sg[s].rank_hi;
+            fold_kv += len;
+            fold_cmp += fold_compute_us(c, nr, seeing, len);
+        }
+        cost_us[it] = item_cost(c, nr, partial, main_kv, fold_kv, fold_cmp);
+    }
+}
+
 #define OOM() do { st = fg_fail(FG_ERR_OUT_OF_MEMORY, "fg_divide: out of host memory"); goto done; } while (0)
 
 fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_division *out) {
@@ -392,6 +520,8 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
     struct icache ic_memo[IC_SIZE];
     for (int i = 0; i < IC_SIZE; i++) ic_memo[i].rows = -1; /* no real item has -1 rows */
     c.ic = ic_memo;
+    struct icache *ic_last = NULL;
+    c.ic_last = &ic_last;
     int32_t *mc_memo = calloc((size_t)3 * (size_t)(c.rpb + 1), sizeof(int32_t));
     c.mc = mc_memo;
     const int32_t Q = in->q_indptr[R];
@@ -406,43 +536,43 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
     int32_t *lpt_scr = malloc(sizeof(int32_t) * (size_t)fg_lpt_scratch_ints(in->num_blocks));
     vec seg = {0, 0, 0, sizeof(fg_seg)}, row = {0, 0, 0, sizeof(fg_row)};
     vec seg_off = {0, 0, 0, sizeof(int32_t)}, row_off = {0, 0, 0, sizeof(int32_t)};
-    int32_t *node_g0 = malloc(sizeof(int32_t) * (size_t)(N + 1));
-    int32_t *host = malloc(sizeof(int32_t) * (size_t)(N > 0 ? N : 1));
-    int32_t *tok_rank_buf = NULL;
+    /* node_g0[N + 1], host[N], unf[N]: one allocation */
+    int32_t *node_g0 = malloc(sizeof(int32_t) * (3 * (size_t)N + 1));
+    int32_t *host = node_g0 ? node_g0 + N + 1 : NULL, *unf = node_g0 ? host + N : NULL;
+    int32_t *tok_rank_buf = NULL, *rank_tok = NULL, *rank_lim = NULL;
     vec tlim = {0, 0, 0, sizeof(int32_t)}; /* causal limit of each listed token (parallel to toks) */
     int32_t *count = calloc((size_t)(Q > 0 ? Q : 1), sizeof *count);
     uint8_t *solo_req = calloc((size_t)R, 1);
     double *load = malloc(sizeof(double) * (size_t)in->num_blocks);
-    if (!node_g0 || !host || !count || !solo_req || !load || !lpt_scr || !mc_memo || !best_load) OOM();
+    if (!node_g0 || !host || !unf || !count || !solo_req || !load || !lpt_scr || !mc_memo || !best_load) OOM();
 
     /* 1. Rows per node, cut into row groups. */
     {   /* upper bound of the listed tokens: each request's q tokens once per node on its path */
         int64_t bound = 0;
-        for (int32_t r = 0; r < R; r++) {
-            int32_t d = 0;
-            for (int32_t v = f->req_node[r]; v >= 0; v = f->parent[v]) d++;
-            bound += (int64_t)in->q_len[r] * d;
-        }
+        for (int32_t r = 0; r < R; r++) /* a node's depth is the node count of its path */
+            bound += (int64_t)in->q_len[r] * f->depth[f->req_node[r]];
         if (vec_reserve_exact(&toks, bound + 1) || vec_reserve_exact(&tlim, bound + 1)) OOM();
         /* rank of each listed token, for the folding searches */
         if (!(tok_rank_buf = malloc(sizeof(int32_t) * (size_t)(bound + 1)))) OOM();
+        /* decode batches (one q token per request): each rank's token and limit, once */
+        int decode = 1;
+        for (int32_t r = 0; r < R && decode; r++) decode = in->q_len[r] == 1;
+        if (decode) {
+            if (!(rank_tok = malloc(sizeof(int32_t) * 2 * (size_t)R))) OOM();
+            rank_lim = rank_tok + R;
+            for (int32_t rk = 0; rk < R; rk++) {
+                const int32_t r = f->req_at_rank[rk];
+                rank_tok[rk] = in->q_indptr[r];
+                rank_lim[rk] = in->kv_len[r];
+            }
+        }
     }
-    const int32_t *rq_len = in->q_len, *rkv_len = in->kv_len, *rq_ip = in->q_indptr, *rar = f->req_at_rank;
     for (int32_t n = 0; n < N; n++) {
         node_g0[n] = (int32_t)grps.n;
         host[n] = -1;
         int32_t t0 = (int32_t)toks.n;
-        int32_t *t = (int32_t *)toks.p + toks.n, *tl = (int32_t *)tlim.p + toks.n, *trk = tok_rank_buf + toks.n;
-        const int32_t nb = f->begin[n], rhi = f->rank_hi[n];
-        for (int32_t rk = f->rank_lo[n]; rk < rhi; rk++) {
-            int32_t r = rar[rk], ql = rq_len[r];
-            int32_t first = rkv_len[r] - ql + 1; /* limit of token 0 */
-            int32_t i0 = nb - first + 1;         /* first token with limit > begin */
-            if (i0 < 0) i0 = 0;
-            int32_t base = rq_ip[r];
-            for (int32_t i = i0; i < ql; i++) { *t++ = base + i; *tl++ = first + i; *trk++ = rk; }
-        }
-        toks.n = t - (int32_t *)toks.p;
+        toks.n += list_node_tokens(in, f, n, rank_tok, rank_lim, (int32_t *)toks.p + toks.n,
+                                   (int32_t *)tlim.p + toks.n, tok_rank_buf + toks.n);
         tlim.n = toks.n;
         int32_t nt = (int32_t)toks.n - t0;
         for (int32_t g0 = 0; g0 < nt; g0 += c.rpb) {
@@ -522,11 +652,11 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
      * not split: no partial state, no merge. */
     grp *G = grps.p;
     const int64_t NG = grps.n;
-    for (int32_t r = 0; r < R; r++) {
-        int32_t un = 0;
-        for (int32_t v = f->req_node[r]; v >= 0; v = f->parent[v]) un += host[v] < 0;
-        solo_req[r] = un == 1;
-    }
+    /* unfolded nodes on each root path: one pass in preorder (parents first), then one
+     * lookup per request, instead of a walk up every request's path */
+    for (int32_t v = 0; v < N; v++)
+        unf[v] = (f->parent[v] >= 0 ? unf[f->parent[v]] : 0) + (host[v] < 0);
+    for (int32_t r = 0; r < R; r++) solo_req[r] = unf[f->req_node[r]] == 1;
     for (int64_t g = 0; g < NG; g++) {
         if (f->parent[G[g].node] >= 0) continue;
         for (int32_t i = G[g].t0; i < G[g].t0 + G[g].nt; i++)
@@ -540,6 +670,7 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
         G[g].icf = G[g].fold_segs ? item_cost(&c, G[g].nt, G[g].nt, f->length[G[g].node], G[g].fold_kv,
                                               G[g].fold_cmp)
                                   : G[g].ic0;
+        G[g].whole = G[g].ic0 - cost->task_fixed_us;
         W0 += G[g].icf;
     }
     W0 *= H;
@@ -547,9 +678,6 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
      * candidate balances) the finest target with the minimum relaxed 2x and 4x. */
     static const double ks[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 32, 32};
     static const int32_t relaxes[] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, MAX_RELAX};
-    for (int64_t g = 0; g < NG; g++)
-        if (host[G[g].node] < 0)
-            G[g].whole = G[g].ic0 - cost->task_fixed_us;
     eval_result best = {INFINITY, INFINITY, INFINITY, 0, 0, 0, 0, 0};
 #define KEEP_LPT(r) do { \
         vec t_ = cur_seq; cur_seq = best_seq; best_seq = t_; \
@@ -603,7 +731,8 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
     /* Still unbalanced: a few tasks dominate. Cut the (node, row group) with the most
      * expensive chunk once more, keep the cut when the estimate improves, and go on with
      * the next dominant one (bounded: each try is one LPT estimate). */
-    for (int64_t g = 0; g < NG; g++) { G[g].size = G[g].best_size; G[g].count = G[g].best_count; G[g].tried = 0; }
+    if (best.imb > 1.10) /* (only the refinement below reads size, count and tried) */
+        for (int64_t g = 0; g < NG; g++) { G[g].size = G[g].best_size; G[g].count = G[g].best_count; G[g].tried = 0; }
     int evals = 0;
     while (evals < 48 && best.imb > 1.10) {
         int64_t pick = -1;
@@ -663,44 +792,10 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
             vec_reserve_exact(&row, nrow) || vec_reserve_exact(&seg, nseg))
             OOM();
     }
-    int32_t *z;
-    if (!(z = vec_push(&seg_off))) OOM();
-    *z = 0;
-    if (!(z = vec_push(&row_off))) OOM();
-    *z = 0;
-    for (int64_t g = 0; g < NG; g++) {
-        int32_t n = G[g].node;
-        if (host[n] >= 0) continue;
-        int32_t b = f->begin[n], e = b + f->length[n];
-        for (int32_t j = 0; j < G[g].best_count; j++) {
-            int32_t cb = b + j * G[g].best_size, ce = cb + G[g].best_size < e ? cb + G[g].best_size : e;
-            int64_t r0 = row.n;
-            fg_row *w = (fg_row *)row.p + row.n;
-            const int32_t *tlp = tlim.p;
-            for (int32_t i = G[g].t0; i < G[g].t0 + G[g].nt; i++) {
-                int32_t qt = tk[i], rk = tok_rank_buf[i], limit = tlp[i];
-                if (limit <= cb) continue;
-                *w++ = (fg_row){qt, rk, limit, -1};
-                count[qt]++;
-            }
-            row.n = w - (fg_row *)row.p;
-            if (row.n == r0) continue; /* no token sees this chunk (q_len > 1 only) */
-            fg_seg *s = vec_push(&seg);
-            if (!s) OOM();
-            *s = (fg_seg){f->src_req[n], cb, ce, f->rank_lo[n], f->rank_hi[n]};
-            if (j == G[g].best_count - 1) {
-                for (int32_t ei = G[g].fold_head; ei >= 0; ei = ((fold_ent *)folds.p)[ei].next) {
-                    int32_t m = ((fold_ent *)folds.p)[ei].node;
-                    if (!(s = vec_push(&seg))) OOM();
-                    *s = (fg_seg){f->src_req[m], f->begin[m], f->begin[m] + f->length[m], f->rank_lo[m],
-                                  f->rank_hi[m]};
-                }
-            }
-            if (!(z = vec_push(&seg_off))) OOM();
-            *z = (int32_t)seg.n;
-            if (!(z = vec_push(&row_off))) OOM();
-            *z = (int32_t)row.n;
-        }
+    {
+        const emit_src src = {f, G, NG, host, folds.p, tk, tok_rank_buf, tlim.p};
+        emit_items(&src, count, seg_off.p, row_off.p, seg.p, row.p, &seg_off.n, &seg.n, &row.n);
+        row_off.n = seg_off.n;
     }
     out->num_items = (int32_t)(seg_off.n - 1);
     out->num_segs = (int32_t)seg.n;
@@ -709,23 +804,9 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
     if (!out->item_cost_us) OOM();
 
     /* 5. Exact item costs, now that every token's item count (partial or direct) is known. */
-    const int32_t *so = seg_off.p, *ro = row_off.p;
-    const fg_seg *sg = seg.p;
-    const fg_row *rw = row.p;
-    for (int32_t it = 0; it < out->num_items; it++) {
-        int32_t nr = ro[it + 1] - ro[it], partial = 0;
-        for (int32_t k = ro[it]; k < ro[it + 1]; k++) partial += count[rw[k].qtok] > 1;
-        int64_t main_kv = sg[so[it]].kv_end - sg[so[it]].kv_begin, fold_kv = 0;
-        double fold_cmp = 0.0;
-        for (int32_t s = so[it] + 1; s < so[it + 1]; s++) {
-            int32_t len = sg[s].kv_end - sg[s].kv_begin, seeing = 0;
-            for (int32_t k = ro[it]; k < ro[it + 1]; k++)
-                seeing += rw[k].rank >= sg[s].rank_lo && rw[k].rank < sg[s].rank_hi;
-            fold_kv += len;
-            fold_cmp += fold_compute_us(&c, nr, seeing, len);
-        }
-        out->item_cost_us[it] = item_cost(&c, nr, partial, main_kv, fold_kv, fold_cmp);
-    }
+    exact_item_costs(&c, out->num_items, seg_off.p, seg.p, row_off.p, row.p, count, out->item_cost_us);
+    out->qtok_items = count; /* the plan's merge lists are sized from it */
+    count = NULL;
     out->item_seg_off = seg_off.p;
     out->seg = seg.p;
     out->item_row_off = row_off.p;
@@ -761,9 +842,9 @@ done:
     free(ln.p);
     free(lpt_scr);
     free(mc_memo);
-    free(node_g0);
-    free(host);
+    free(node_g0); /* with host and unf */
     free(tok_rank_buf);
+    free(rank_tok);
     free(count);
     free(solo_req);
     free(load);

@@ -40,6 +40,8 @@ typedef struct fg_division {
     int32_t *item_row_off;    /* [num_items + 1] */
     fg_row *row;              /* [num_rows] */
     double *item_cost_us;     /* [num_items]: predicted time of one task (one KV head) */
+    int32_t *qtok_items;      /* [num q tokens]: the items listing each q token (packing
+                               * merges items but keeps this: a token's rows stay put) */
     /* The LPT estimate of the chosen division (fg_schedule_items_hint reuses it when its
      * classes match); lpt.num_runs = -1 when there is none. Owned by the division. */
     fg_lpt_hint lpt;

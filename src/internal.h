@@ -22,6 +22,14 @@ fg_status fg_fail(fg_status status, const char *fmt, ...)
     ;
 void fg_clear_error(void);
 
+/* Keeps a hot loop out of a large caller: inlined there, its values compete with the
+ * caller's for registers and spill (a compiler hint only; no effect on results). */
+#if defined(__GNUC__)
+#define FG_NOINLINE __attribute__((noinline))
+#else
+#define FG_NOINLINE
+#endif
+
 typedef struct fg_thread_pool fg_thread_pool;
 
 /* A host buffer a destroyed plan gave back to its context, kept for the next plan that

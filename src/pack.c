@@ -9,6 +9,29 @@
 /* Most KV tiles in one packed item: keeps packed tasks short enough to balance. */
 #define FG_PACK_MAX_TILES 8
 
+/* The predicted time of a packed task of `rows` rows (all partial, the worst case) over
+ * kv tokens: fg_cost_task_us's expression, with the cost model's constants derived once.
+ * Packs of a batch repeat the same (rows, kv) steps (sibling leaves of one length), so
+ * results are memoised (direct mapped): the four divisions per candidate were most of
+ * the pass. A pure function of (rows, kv): the memo changes no value. */
+#define PACK_MEMO 64
+typedef struct pack_memo {
+    int32_t rows;
+    int64_t kv;
+    double v;
+} pack_memo;
+
+static double packed_cost(const fg_cost_fast *fc, const fg_cost_params *cost, pack_memo *memo, int32_t rows,
+                          int64_t kv) {
+    pack_memo *e = &memo[((uint64_t)rows * 0x9E3779B97F4A7C15ull ^ (uint64_t)kv * 0xC2B2AE3D27D4EB4Full) >> 58];
+    if (e->rows == rows && e->kv == kv) return e->v;
+    double pm = fg_cost_fast_mem_us(fc, rows, rows, kv);
+    double pc = fg_cost_fast_compute_us(fc, rows, kv);
+    double v = (pm > pc ? pm : pc) + cost->task_fixed_us;
+    *e = (pack_memo){rows, kv, v};
+    return v;
+}
+
 static int packable(const fg_division *d, int32_t i, int32_t tile_kv) {
     if (d->item_seg_off[i + 1] - d->item_seg_off[i] != 1) return 0;
     const fg_seg *s = &d->seg[d->item_seg_off[i]];
@@ -34,6 +57,8 @@ fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const 
     /* fg_cost_task_us's expression, with the cost model's constants derived once */
     fg_cost_fast fc;
     fg_cost_fast_init(cost, shape, &fc);
+    pack_memo memo[PACK_MEMO];
+    for (int k = 0; k < PACK_MEMO; k++) memo[k].rows = -1; /* no pack has -1 rows */
     int32_t head = -1, rows = 0, segs = 0, count = 0;
     int64_t kv = 0;
     double cost_sum = 0.0;
@@ -50,9 +75,7 @@ fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const 
             if (pack_of[j] == head && d->seg[d->item_seg_off[j]].rank_lo == s->rank_lo) ok = 0;
         if (ok) {
             /* Every row of a packed item writes a partial state in the worst case. */
-            double pm = fg_cost_fast_mem_us(&fc, rows + r, rows + r, kv + len);
-            double pc = fg_cost_fast_compute_us(&fc, rows + r, kv + len);
-            double packed = (pm > pc ? pm : pc) + cost->task_fixed_us;
+            double packed = packed_cost(&fc, cost, memo, rows + r, kv + len);
             ok = packed < cost_sum + d->item_cost_us[i];
             if (ok) {
                 pack_of[i] = head;

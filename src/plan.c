@@ -153,17 +153,21 @@ static fg_status validate_batch(const fg_batch_desc *b, int32_t page_size, int32
                            "fg_plan_create: batch->q_len sums past %d query tokens at request %d",
                            INT32_MAX / 2, r);
         int64_t lo = b->page_indptr[r], hi = b->page_indptr[r + 1];
-        /* kv >= 1 here and page_size <= 65536: the sum fits 32 unsigned bits, and a
-         * 32-bit divide is several times cheaper than a 64-bit one */
-        int64_t need = (int64_t)(((uint32_t)kv + (uint32_t)page_size - 1u) / (uint32_t)page_size);
         if (hi < lo)
             FAIL_AT(FG_ERR_INVALID_VALUE,
                            "fg_plan_create: batch->page_indptr[%d] = %lld is below page_indptr[%d] = %lld",
                            r + 1, (long long)hi, r, (long long)lo);
-        if (hi - lo != need)
+        /* hi - lo == ceil(kv / page_size) exactly when (hi - lo - 1) x page_size < kv <=
+         * (hi - lo) x page_size (kv >= 1): two multiplies, no divide per request (the
+         * divide was a visible share of the whole check); the count is divided out only
+         * for the message. hi - lo < 2^32 and page_size <= 65536: no overflow. */
+        const int64_t np = hi - lo;
+        if (np < 1 || (np - 1) * page_size >= kv || np * page_size < kv) {
+            int64_t need = ((int64_t)kv + page_size - 1) / page_size;
             FAIL_AT(FG_ERR_SHAPE_MISMATCH,
                            "fg_plan_create: request %d lists %lld pages (page_indptr) but kv_len[%d] = %d "
                            "needs %lld of %d tokens", r, (long long)(hi - lo), r, kv, (long long)need, page_size);
+        }
     }
 #undef FAIL_AT
     *num_qtok = (int32_t)q_total;
@@ -177,9 +181,7 @@ typedef struct candidate {
     fg_forest forest;
     fg_division div;
     int32_t num_blocks, num_tasks, num_slots, num_merge, max_item_rows;
-    int32_t *slot_of_row;   /* [num_rows] */
-    int32_t *merge_off;     /* [num_qtok + 1] */
-    int32_t *merge_slot;    /* [num_merge] */
+    int32_t *merge_off;     /* [num_qtok + 1] (build_work_list uses it up as its cursors) */
     int32_t *block_task_off, *block_task;
     double makespan_us, imbalance, predicted_us;
 } candidate;
@@ -187,48 +189,30 @@ typedef struct candidate {
 static void candidate_free(candidate *c) {
     fg_forest_free(&c->forest);
     fg_division_free(&c->div);
-    free(c->slot_of_row);
     free(c->merge_off);
-    free(c->merge_slot);
     free(c->block_task_off);
     free(c->block_task);
     memset(c, 0, sizeof *c);
 }
 
 /* Slots: a q token covered by one item writes its output directly; otherwise every
- * (item, token) gets a slot, and the token's merge list holds its slots in item order. */
+ * (item, token) gets a slot, and the token's merge list holds its slots in item order.
+ * Here only the merge lists' offsets (both candidates need the counts for their
+ * predictions); the rows of the chosen one get their slots as build_work_list copies
+ * them, and slot s is merge list entry s (merge_slot is the identity). */
 static fg_status assign_slots(candidate *c, int32_t num_qtok) {
-    const fg_division *d = &c->div;
-    int32_t *count = calloc((size_t)num_qtok + 1, sizeof(int32_t));
-    c->slot_of_row = malloc(sizeof(int32_t) * (size_t)(d->num_rows ? d->num_rows : 1));
-    c->merge_off = calloc((size_t)num_qtok + 1, sizeof(int32_t));
-    if (!count || !c->slot_of_row || !c->merge_off) { free(count); return FG_ERR_OUT_OF_MEMORY; }
-    for (int32_t i = 0; i < d->num_rows; i++) count[d->row[i].qtok]++;
+    const int32_t *count = c->div.qtok_items; /* fg_divide counted the rows of each token */
+    c->merge_off = malloc(sizeof(int32_t) * ((size_t)num_qtok + 1));
+    if (!c->merge_off) return FG_ERR_OUT_OF_MEMORY;
     int64_t merge = 0;
     for (int32_t q = 0; q < num_qtok; q++) {
-        if (count[q] == 0) { free(count); return fg_fail(FG_ERR_INTERNAL, "fg_plan_create: division left query token %d uncovered", q); }
+        if (count[q] == 0) return fg_fail(FG_ERR_INTERNAL, "fg_plan_create: division left query token %d uncovered", q);
         c->merge_off[q] = (int32_t)merge;
         if (count[q] > 1) merge += count[q];
     }
     c->merge_off[num_qtok] = (int32_t)merge;
     c->num_merge = (int32_t)merge;
     c->num_slots = (int32_t)merge;
-    c->merge_slot = malloc(sizeof(int32_t) * (size_t)(merge ? merge : 1));
-    if (!c->merge_slot) { free(count); return FG_ERR_OUT_OF_MEMORY; }
-    /* Rows are in item order, so walking them fills each merge list in item order. */
-    int32_t *fill = count;
-    for (int32_t q = 0; q < num_qtok; q++) fill[q] = 0;
-    for (int32_t i = 0; i < d->num_rows; i++) {
-        int32_t q = d->row[i].qtok;
-        if (c->merge_off[q + 1] - c->merge_off[q] == 0) {
-            c->slot_of_row[i] = -1;
-        } else {
-            int32_t s = c->merge_off[q] + fill[q]++;
-            c->slot_of_row[i] = s;
-            c->merge_slot[s] = s;
-        }
-    }
-    free(count);
     return FG_SUCCESS;
 }
 
@@ -360,7 +344,7 @@ static uint32_t copy_pages(int32_t *restrict dst, const int32_t *restrict src, i
 }
 
 /* Lay the lists out (256-byte aligned) and write their host image. */
-static fg_status build_work_list(fg_plan p, const candidate *c, const fg_batch_desc *b) {
+static fg_status build_work_list(fg_plan p, candidate *c, const fg_batch_desc *b) {
     fg_work_layout *L = &p->layout;
     const fg_division *d = &c->div;
     int64_t off = 0;
@@ -412,10 +396,19 @@ static fg_status build_work_list(fg_plan p, const candidate *c, const fg_batch_d
     memcpy(h + L->item_seg_off, d->item_seg_off, sizeof(int32_t) * ((size_t)d->num_items + 1));
     memcpy(h + L->seg, d->seg, sizeof(fg_seg) * (size_t)d->num_segs);
     memcpy(h + L->item_row_off, d->item_row_off, sizeof(int32_t) * ((size_t)d->num_items + 1));
-    fg_row *rows = (fg_row *)(h + L->row);
-    for (int32_t i = 0; i < d->num_rows; i++) {
-        rows[i] = d->row[i];
-        rows[i].slot = c->slot_of_row[i];
+    {   /* Rows with their slots: rows are in item order, so taking each merged token's
+         * next slot as its rows come fills each merge list in item order. The offsets go
+         * to the list first; c->merge_off then serves as the per-token cursors. */
+        int32_t *moff = (int32_t *)(h + L->merge_off), *cur = c->merge_off;
+        memcpy(moff, cur, sizeof(int32_t) * ((size_t)p->num_qtok + 1));
+        fg_row *rows = (fg_row *)(h + L->row);
+        for (int32_t i = 0; i < d->num_rows; i++) {
+            const int32_t q = d->row[i].qtok;
+            rows[i] = d->row[i];
+            rows[i].slot = moff[q + 1] > moff[q] ? cur[q]++ : -1;
+        }
+        int32_t *ms = (int32_t *)(h + L->merge_slot);
+        for (int32_t k = 0; k < c->num_merge; k++) ms[k] = k;
     }
     memcpy(h + L->block_task_off, c->block_task_off, sizeof(int32_t) * ((size_t)c->num_blocks + 1));
     memcpy(h + L->block_task, c->block_task, sizeof(int32_t) * (size_t)c->num_tasks);
@@ -425,8 +418,6 @@ static fg_status build_work_list(fg_plan p, const candidate *c, const fg_batch_d
                        (uint32_t)b->num_pages))
             return check_pages(b, b->num_requests);
     }
-    memcpy(h + L->merge_off, c->merge_off, sizeof(int32_t) * ((size_t)p->num_qtok + 1));
-    memcpy(h + L->merge_slot, c->merge_slot, sizeof(int32_t) * (size_t)c->num_merge);
     return FG_SUCCESS;
 }
 

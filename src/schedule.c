@@ -191,13 +191,19 @@ void fg_lpt(const double *cost, const int64_t *count, int32_t num_runs, int32_t 
  * lowers the pair's maximum most. Bounded so planning stays in microseconds. */
 static void improve(const double *cost, int32_t num_tasks, int32_t num_blocks, int32_t *assign,
                     double *load, double lower_bound) {
-    int32_t *head = malloc(sizeof(int32_t) * (size_t)num_blocks);
-    int32_t *next = malloc(sizeof(int32_t) * (size_t)num_tasks);
-    int32_t *prev = malloc(sizeof(int32_t) * (size_t)num_tasks);
-    if (!head || !next || !prev) goto done;
-    for (int32_t b = 0; b < num_blocks; b++) head[b] = -1;
+    /* one block: the per-task costs of the most loaded block and of the block under
+     * test (mcost, bcost: [num_tasks] doubles each), then head and cnt ([num_blocks]
+     * each), next and prev, and the ids beside mcost / bcost ([num_tasks] each) */
+    const size_t T = (size_t)num_tasks, B = (size_t)num_blocks;
+    double *mcost = malloc(sizeof(double) * 2 * T + sizeof(int32_t) * (2 * B + 4 * T));
+    if (!mcost) return; /* without the memory the LPT schedule stands */
+    double *bcost = mcost + T;
+    int32_t *head = (int32_t *)(bcost + T), *cnt = head + B, *next = cnt + B, *prev = next + T;
+    int32_t *mid = prev + T, *bid = mid + T;
+    for (int32_t b = 0; b < num_blocks; b++) { head[b] = -1; cnt[b] = 0; }
     for (int32_t t = num_tasks - 1; t >= 0; t--) {
         int32_t b = assign[t];
+        cnt[b]++;
         next[t] = head[b];
         prev[t] = -1;
         if (head[b] >= 0) prev[head[b]] = t;
@@ -214,21 +220,51 @@ static void improve(const double *cost, int32_t num_tasks, int32_t num_blocks, i
         }
         /* within 1% of a bound no schedule beats: further passes are not worth their time */
         if (load[M] <= lower_bound * 1.01) break;
-        double best = load[M];
+        const double LM = load[M];
+        double best = LM;
         int32_t ba = -1, bc = -1, bb = -1;
+        /* M's tasks in list order, gathered once: the scans below read these arrays
+         * instead of chasing the list once per candidate partner */
+        int32_t nM = 0;
+        double mmax = 0.0;
         for (int32_t a = head[M]; a >= 0; a = next[a]) {
-            double nm = fmax(load[M] - cost[a], load[m] + cost[a]);
-            if (nm < best - 1e-12) { best = nm; ba = a; bc = -1; bb = m; }
+            mid[nM] = a;
+            mcost[nM++] = cost[a];
+            if (cost[a] > mmax) mmax = cost[a];
+        }
+        for (int32_t i = 0; i < nM; i++) {
+            const double x = LM - mcost[i], y = load[m] + mcost[i];
+            const double nm = x > y ? x : y; /* fmax on finite values, without the call */
+            if (nm < best - 1e-12) { best = nm; ba = mid[i]; bc = -1; bb = m; }
         }
         for (int32_t b = 0; b < num_blocks && budget > 0; b++) {
-            if (b == M || load[b] >= load[M]) continue;
-            for (int32_t a = head[M]; a >= 0; a = next[a]) {
-                for (int32_t c = head[b]; c >= 0; c = next[c]) {
-                    budget--;
-                    double d = cost[a] - cost[c];
+            if (b == M || load[b] >= LM) continue;
+            /* The scan charges the budget one per pair it checks; skipped blocks are
+             * charged the same, so the budget runs out exactly where it did. */
+            budget -= (int64_t)nM * cnt[b];
+            /* A swap leaves the pair's maximum at or above the pair's mean: when that mean
+             * is already no better than `best`, no pair of this block can be taken. The
+             * factor covers the rounding of the loads, d and the maxima (far below it). */
+            if (0.5 * (LM + load[b]) * (1.0 - 1e-14) >= best) continue;
+            const double Lb = load[b];
+            int32_t nb = 0;
+            double bmin = INFINITY;
+            for (int32_t c = head[b]; c >= 0; c = next[c]) {
+                bid[nb] = c;
+                bcost[nb++] = cost[c];
+                if (cost[c] < bmin) bmin = cost[c];
+            }
+            /* nor when even the largest exchange leaves M above `best` (rounding is
+             * monotone, so LM - d >= LM - (mmax - bmin) holds for the computed values) */
+            if (LM - (mmax - bmin) >= best) continue;
+            /* a-major, list order, strict improvement: the first best pair wins, as before */
+            for (int32_t i = 0; i < nM; i++) {
+                for (int32_t j = 0; j < nb; j++) {
+                    const double d = mcost[i] - bcost[j];
                     if (d <= 0.0) continue;
-                    double nm = fmax(load[M] - d, load[b] + d);
-                    if (nm < best - 1e-12) { best = nm; ba = a; bc = c; bb = b; }
+                    const double x = LM - d, y = Lb + d;
+                    const double nm = x > y ? x : y;
+                    if (nm < best - 1e-12) { best = nm; ba = mid[i]; bc = bid[j]; bb = b; }
                 }
             }
         }
@@ -242,6 +278,7 @@ static void improve(const double *cost, int32_t num_tasks, int32_t num_blocks, i
             if (prev[t] >= 0) next[prev[t]] = next[t]; else head[from] = next[t];
             if (next[t] >= 0) prev[next[t]] = prev[t];
             load[from] -= cost[t];
+            cnt[from]--;
         }
         for (int k = 0; k < 2; k++) {
             int32_t t = mv[k];
@@ -252,12 +289,10 @@ static void improve(const double *cost, int32_t num_tasks, int32_t num_blocks, i
             if (head[to[k]] >= 0) prev[head[to[k]]] = t;
             head[to[k]] = t;
             load[to[k]] += cost[t];
+            cnt[to[k]]++;
         }
     }
-done:
-    free(head);
-    free(next);
-    free(prev);
+    free(mcost);
 }
 
 /* Task t costs unit_cost[t / rep]: fg_schedule has rep = 1, fg_schedule_items one unit
