@@ -50,6 +50,12 @@ while [ $# -gt 0 ]; do
 done
 BUILD=build-device
 LOGDIR=${OUT:-$ROOT/$BUILD/out}
+# The bench's commit comes from CMake's configure, which a kept build folder does not redo:
+# give it the tree's commit now (marked when the tree has local changes).
+if [ -z "${FG_BENCH_COMMIT:-}" ] && c=$(git rev-parse --short=12 HEAD 2>/dev/null); then
+  git diff --quiet HEAD 2>/dev/null || c="$c+changes"
+  export FG_BENCH_COMMIT="$c"
+fi
 mkdir -p "$BUILD" "$LOGDIR"
 JOBS=$(nproc 2>/dev/null || echo 8)
 export PATH="/usr/local/cuda/bin:$PATH"
