@@ -129,6 +129,9 @@ typedef struct dctx {
 } dctx;
 
 #define IC_SIZE 64
+/* geometry memo per candidate: 2^GEO_MEMO_BITS entries, indexed by a hash's top bits */
+#define GEO_MEMO_BITS 5
+#define GEO_MEMO (1 << GEO_MEMO_BITS)
 
 /* Compute time of one folded segment in an item: a padding kernel computes every row
  * of the item over the packed stream; the CPU computes only the rows that see it. */
@@ -235,7 +238,26 @@ static void geometry(int32_t L, int32_t want, int32_t tile, int32_t *size, int32
 
 /* ------------------------------------------------------------------ LPT estimate */
 
-typedef struct crun { double c; int64_t n; } crun;
+/* m consecutive runs of n tasks of cost c each (equal groups, as sibling leaves give,
+ * come as one entry: the sort and the passes below see a handful of entries instead of
+ * one per group). The stable sort keeps such copies next to each other, so the sorted
+ * entries expand to exactly the sorted single runs; sums over the runs still add
+ * c x n once per copy, in that order, so they round as before. */
+typedef struct crun { double c; int64_t n; int64_t m; } crun;
+
+/* Appends (c, n), as one more copy of the last entry when that has the same cost and
+ * count. NULL: out of memory. */
+static inline crun *push_run(vec *runs, double c, int64_t n) {
+    crun *last = runs->n ? (crun *)runs->p + runs->n - 1 : NULL;
+    if (last && last->c == c && last->n == n) { /* == as the sort compares: same class */
+        last->m++;
+        return last;
+    }
+    if (__builtin_expect(runs->n >= runs->cap, 0) && vec_reserve(runs, runs->n + 1)) return NULL;
+    crun *x = (crun *)runs->p + runs->n++;
+    *x = (crun){c, n, 1};
+    return x;
+}
 
 /* Runs sorted by cost, largest first, stably (src/sort_desc.h). */
 FG_DEFINE_SORT_BY_COST_DESC(sort_cruns, crun)
@@ -247,11 +269,14 @@ static double lpt_makespan(crun *runs, crun *tmp, int64_t nr, int32_t blocks, do
     sort_cruns(runs, tmp, nr);
     int64_t tasks = 0;
     double total = 0.0;
-    for (int64_t i = 0; i < nr; i++) { tasks += runs[i].n; total += runs[i].c * (double)runs[i].n; }
+    for (int64_t i = 0; i < nr; i++) {
+        tasks += runs[i].n * runs[i].m;
+        for (int64_t k = 0; k < runs[i].m; k++) total += runs[i].c * (double)runs[i].n;
+    }
     int32_t B = tasks < blocks ? (int32_t)tasks : blocks;
     if (B < 1) B = 1;
     *mean = total / B;
-    for (int64_t i = 0; i < nr; i++) { lpt_c[i] = runs[i].c; lpt_n[i] = runs[i].n; }
+    for (int64_t i = 0; i < nr; i++) { lpt_c[i] = runs[i].c; lpt_n[i] = runs[i].n * runs[i].m; }
     fg_lpt(lpt_c, lpt_n, (int32_t)nr, B, load, assign, scratch);
     *B_out = B;
     double mk = 0.0;
@@ -306,16 +331,12 @@ static int evaluate(const dctx *c, const fg_forest *f, const grp *G, int64_t NG,
         int32_t cnt = G[g].count, s = G[g].size, last = L - (cnt - 1) * s;
         int32_t partial = rows - (cnt == 1 ? G[g].solo : 0);
         merge_rows += (int64_t)rows * cnt - (cnt == 1 ? G[g].solo : 0);
-        crun *x;
-        if (cnt > 1) {
-            if (!(x = vec_push(runs))) return -1;
-            x->c = item_cost(c, rows, partial, s, 0, 0.0);
-            x->n = (int64_t)(cnt - 1) * H;
-        }
-        if (!(x = vec_push(runs))) return -1;
-        x->c = cnt == 1 && partial == rows ? G[g].icf
-                                           : item_cost(c, rows, partial, last, G[g].fold_kv, G[g].fold_cmp);
-        x->n = H;
+        if (cnt > 1 && !push_run(runs, item_cost(c, rows, partial, s, 0, 0.0), (int64_t)(cnt - 1) * H)) return -1;
+        if (!push_run(runs, cnt == 1 && partial == rows
+                                ? G[g].icf
+                                : item_cost(c, rows, partial, last, G[g].fold_kv, G[g].fold_cmp),
+                      H))
+            return -1;
         tasks += (int64_t)cnt * H;
     }
     if (vec_reserve(rtmp, runs->n)) return -1;
@@ -333,7 +354,10 @@ static int evaluate(const dctx *c, const fg_forest *f, const grp *G, int64_t NG,
         sort_cruns(rp, rtmp->p, nr);
         int64_t nt = 0;
         double total = 0.0;
-        for (int64_t i = 0; i < nr; i++) { nt += rp[i].n; total += rp[i].c * (double)rp[i].n; }
+        for (int64_t i = 0; i < nr; i++) {
+            nt += rp[i].n * rp[i].m;
+            for (int64_t k = 0; k < rp[i].m; k++) total += rp[i].c * (double)rp[i].n;
+        }
         int32_t B = nt < c->in->num_blocks ? (int32_t)nt : c->in->num_blocks;
         if (B < 1) B = 1;
         double mean = total / B;
@@ -341,21 +365,26 @@ static int evaluate(const dctx *c, const fg_forest *f, const grp *G, int64_t NG,
             const double cl = rp[nr - 1].c;
             int64_t ts = nr - 1, ntail = 0;
             while (ts > 0 && rp[ts - 1].c == cl) ts--;
-            for (int64_t i = ts; i < nr; i++) ntail += rp[i].n;
+            for (int64_t i = ts; i < nr; i++) ntail += rp[i].n * rp[i].m;
             if (vec_reserve(lc, ts + 1) || vec_reserve(ln, ts + 1)) return -1;
             double *hc = lc->p;
             int64_t *hn = ln->p;
-            for (int64_t i = 0; i < ts; i++) { hc[i] = rp[i].c; hn[i] = rp[i].n; }
+            for (int64_t i = 0; i < ts; i++) { hc[i] = rp[i].c; hn[i] = rp[i].n * rp[i].m; }
             if (ts > 0) fg_lpt(hc, hn, (int32_t)ts, B, load, NULL, scr);
             else for (int32_t k = 0; k < B; k++) load[k] = 0.0;
             const double lam = (bound_imb - 1e-4) * mean - cl;
-            int64_t slots = 0;
+            int64_t slots = 0, add = 0;
             int ok = cl > 0.0 && lam >= 0.0;
+            double prev = NAN; /* LPT leaves runs of equal loads: each value divided once */
             for (int32_t k = 0; k < B && ok; k++) {
                 if (load[k] > lam + cl) ok = 0;
                 else if (load[k] <= lam) {
-                    double q = floor((lam - load[k]) / cl);
-                    slots += q < 1e15 ? (int64_t)q + 1 : (int64_t)1e15; /* no overflow on tiny costs */
+                    if (load[k] != prev) {
+                        double q = floor((lam - load[k]) / cl);
+                        add = q < 1e15 ? (int64_t)q + 1 : (int64_t)1e15; /* no overflow on tiny costs */
+                        prev = load[k];
+                    }
+                    slots += add;
                 }
             }
 #ifdef FG_DIVIDE_DEBUG
@@ -392,23 +421,12 @@ typedef struct fold_ent { int32_t node, next; } fold_ent;
 /* 1. The rows of node n: the q tokens of its requests (rank order) whose causal limit
  * passes its first position, with their limits and ranks. Returns how many. Out of
  * line for the same reason as emit_items (fg_divide's many live values spill).
- * rank_tok / rank_lim (or NULL): when every request has one q token, that token and its
- * limit (kv_len) by rank. Its limit passes the first position of every node on its
- * path, so a node's rows are then just its rank range, copied without the per-request
- * lookups. */
-FG_NOINLINE static int32_t list_node_tokens(const fg_divide_input *in, const fg_forest *f, int32_t n,
-                                            const int32_t *rank_tok, const int32_t *rank_lim, int32_t *t,
+ * (Decode batches do not come here: see fg_divide.) */
+FG_NOINLINE static int32_t list_node_tokens(const fg_divide_input *in, const fg_forest *f, int32_t n, int32_t *t,
                                             int32_t *tl, int32_t *trk) {
     const int32_t *rq_len = in->q_len, *rkv_len = in->kv_len, *rq_ip = in->q_indptr, *rar = f->req_at_rank;
     const int32_t nb = f->begin[n], rhi = f->rank_hi[n];
     const int32_t *t0 = t;
-    if (rank_tok) {
-        const int32_t lo = f->rank_lo[n], cnt = rhi - lo;
-        memcpy(t, rank_tok + lo, sizeof(int32_t) * (size_t)cnt);
-        memcpy(tl, rank_lim + lo, sizeof(int32_t) * (size_t)cnt);
-        for (int32_t i = 0; i < cnt; i++) trk[i] = lo + i;
-        return cnt;
-    }
     for (int32_t rk = f->rank_lo[n]; rk < rhi; rk++) {
         int32_t r = rar[rk], ql = rq_len[r];
         int32_t first = rkv_len[r] - ql + 1; /* limit of token 0 */
@@ -488,10 +506,25 @@ FG_NOINLINE static void emit_items(const emit_src *e, int32_t *count, int32_t *s
 FG_NOINLINE static void exact_item_costs(const dctx *c, int32_t num_items, const int32_t *so, const fg_seg *sg,
                                          const int32_t *ro, const fg_row *rw, const int32_t *count,
                                          double *cost_us) {
+    /* the previous item's arguments when it had no folds: sibling items repeat them, and
+     * item_cost is a pure function of its arguments (the memo only saves the call) */
+    int32_t p_nr = -1, p_partial = -1;
+    int64_t p_kv = -1;
+    double p_cost = 0.0;
     for (int32_t it = 0; it < num_items; it++) {
         int32_t nr = ro[it + 1] - ro[it], partial = 0;
         for (int32_t k = ro[it]; k < ro[it + 1]; k++) partial += count[rw[k].qtok] > 1;
         int64_t main_kv = sg[so[it]].kv_end - sg[so[it]].kv_begin, fold_kv = 0;
+        if (so[it + 1] - so[it] == 1) { /* no folded segments */
+            if (nr != p_nr || partial != p_partial || main_kv != p_kv) {
+                p_cost = item_cost(c, nr, partial, main_kv, 0, 0.0);
+                p_nr = nr;
+                p_partial = partial;
+                p_kv = main_kv;
+            }
+            cost_us[it] = p_cost;
+            continue;
+        }
         double fold_cmp = 0.0;
         for (int32_t s = so[it] + 1; s < so[it + 1]; s++) {
             int32_t len = sg[s].kv_end - sg[s].kv_begin, seeing = 0;
@@ -539,7 +572,7 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
     /* node_g0[N + 1], host[N], unf[N]: one allocation */
     int32_t *node_g0 = malloc(sizeof(int32_t) * (3 * (size_t)N + 1));
     int32_t *host = node_g0 ? node_g0 + N + 1 : NULL, *unf = node_g0 ? host + N : NULL;
-    int32_t *tok_rank_buf = NULL, *rank_tok = NULL, *rank_lim = NULL;
+    int32_t *tok_rank_buf = NULL, *rank_tok = NULL;
     vec tlim = {0, 0, 0, sizeof(int32_t)}; /* causal limit of each listed token (parallel to toks) */
     int32_t *count = calloc((size_t)(Q > 0 ? Q : 1), sizeof *count);
     uint8_t *solo_req = calloc((size_t)R, 1);
@@ -551,31 +584,50 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
         int64_t bound = 0;
         for (int32_t r = 0; r < R; r++) /* a node's depth is the node count of its path */
             bound += (int64_t)in->q_len[r] * f->depth[f->req_node[r]];
-        if (vec_reserve_exact(&toks, bound + 1) || vec_reserve_exact(&tlim, bound + 1)) OOM();
-        /* rank of each listed token, for the folding searches */
-        if (!(tok_rank_buf = malloc(sizeof(int32_t) * (size_t)(bound + 1)))) OOM();
-        /* decode batches (one q token per request): each rank's token and limit, once */
+        /* The row groups, sized once: node n lists t_n <= bound tokens in all, cut into
+         * ceil(t_n / rpb) <= t_n / rpb + 1 groups, so bound / rpb + N bounds them.
+         * Growing by doubling copied the (96-byte) groups three times over for a few
+         * hundred nodes. */
+        if (vec_reserve_exact(&grps, bound / c.rpb + N + 1)) OOM();
+        /* Decode batches (one q token per request): that token's limit (kv_len) passes
+         * the first position of every node on its path, so every node lists exactly the
+         * tokens of its rank range. Listed by rank once (token, limit, rank), a node's
+         * rows are then that range itself, [rank_lo, rank_hi), with nothing copied per
+         * node. Otherwise each node's rows are listed (copied) one after another. */
         int decode = 1;
         for (int32_t r = 0; r < R && decode; r++) decode = in->q_len[r] == 1;
         if (decode) {
-            if (!(rank_tok = malloc(sizeof(int32_t) * 2 * (size_t)R))) OOM();
-            rank_lim = rank_tok + R;
+            if (!(rank_tok = malloc(sizeof(int32_t) * 3 * (size_t)R))) OOM();
             for (int32_t rk = 0; rk < R; rk++) {
                 const int32_t r = f->req_at_rank[rk];
                 rank_tok[rk] = in->q_indptr[r];
-                rank_lim[rk] = in->kv_len[r];
+                rank_tok[R + rk] = in->kv_len[r];
+                rank_tok[2 * R + rk] = rk;
             }
+        } else {
+            if (vec_reserve_exact(&toks, bound + 1) || vec_reserve_exact(&tlim, bound + 1)) OOM();
+            /* rank of each listed token, for the folding searches */
+            if (!(tok_rank_buf = malloc(sizeof(int32_t) * (size_t)(bound + 1)))) OOM();
         }
     }
     for (int32_t n = 0; n < N; n++) {
         node_g0[n] = (int32_t)grps.n;
         host[n] = -1;
-        int32_t t0 = (int32_t)toks.n;
-        toks.n += list_node_tokens(in, f, n, rank_tok, rank_lim, (int32_t *)toks.p + toks.n,
-                                   (int32_t *)tlim.p + toks.n, tok_rank_buf + toks.n);
-        tlim.n = toks.n;
-        int32_t nt = (int32_t)toks.n - t0;
+        int32_t t0, nt;
+        if (rank_tok) {
+            t0 = f->rank_lo[n];
+            nt = f->rank_hi[n] - t0;
+        } else {
+            t0 = (int32_t)toks.n;
+            toks.n += list_node_tokens(in, f, n, (int32_t *)toks.p + toks.n, (int32_t *)tlim.p + toks.n,
+                                       tok_rank_buf + toks.n);
+            tlim.n = toks.n;
+            nt = (int32_t)toks.n - t0;
+        }
         for (int32_t g0 = 0; g0 < nt; g0 += c.rpb) {
+            /* the group before, for its ic0 (a function of rows and length: sibling leaves
+             * and the full groups of a node repeat it) */
+            const grp *pg = grps.n ? (const grp *)grps.p + grps.n - 1 : NULL;
             grp *g = vec_push(&grps);
             if (!g) OOM();
             /* every field set here (a memset of the struct compiles to a slow rep stos) */
@@ -592,11 +644,16 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
             g->icf = 0.0;
             g->best_size = g->best_count = 0;
             g->tried = 0;
-            g->ic0 = item_cost(&c, g->nt, g->nt, f->length[n], 0, 0.0);
+            g->ic0 = pg && pg->nt == g->nt && f->length[pg->node] == f->length[n]
+                         ? pg->ic0
+                         : item_cost(&c, g->nt, g->nt, f->length[n], 0, 0.0);
         }
     }
     node_g0[N] = (int32_t)grps.n;
-    int32_t *tk = toks.p;
+    /* the listed tokens: q token, causal limit and rank (by rank for decode batches) */
+    const int32_t *tk = rank_tok ? rank_tok : (const int32_t *)toks.p;
+    const int32_t *tkl = rank_tok ? rank_tok + R : (const int32_t *)tlim.p;
+    const int32_t *tkr = rank_tok ? rank_tok + 2 * R : tok_rank_buf;
 
     /* 2. Folding, parents first (DFS preorder), so a folded parent's host is known. */
     const int32_t fold_max = cost->tile_kv / 2;
@@ -609,10 +666,10 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
         int32_t ht0 = G[node_g0[h]].t0, hn = 0;
         for (int32_t g = node_g0[h]; g < node_g0[h + 1]; g++) hn += G[g].nt;
         int32_t lo = 0, hi = hn;
-        while (lo < hi) { int32_t m = (lo + hi) / 2; if (tok_rank_buf[ht0 + m] < f->rank_lo[n]) lo = m + 1; else hi = m; }
+        while (lo < hi) { int32_t m = (lo + hi) / 2; if (tkr[ht0 + m] < f->rank_lo[n]) lo = m + 1; else hi = m; }
         int32_t a = lo;
         lo = a; hi = hn;
-        while (lo < hi) { int32_t m = (lo + hi) / 2; if (tok_rank_buf[ht0 + m] < f->rank_hi[n]) lo = m + 1; else hi = m; }
+        while (lo < hi) { int32_t m = (lo + hi) / 2; if (tkr[ht0 + m] < f->rank_hi[n]) lo = m + 1; else hi = m; }
         int32_t b = lo; /* host tokens [a, b) have n's ranks */
         if (a >= b) continue;
         int32_t ga = node_g0[h] + a / c.rpb, gb = node_g0[h] + (b - 1) / c.rpb;
@@ -660,7 +717,7 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
     for (int64_t g = 0; g < NG; g++) {
         if (f->parent[G[g].node] >= 0) continue;
         for (int32_t i = G[g].t0; i < G[g].t0 + G[g].nt; i++)
-            G[g].solo += solo_req[f->req_at_rank[tok_rank_buf[i]]];
+            G[g].solo += solo_req[f->req_at_rank[tkr[i]]];
     }
 
     /* 3. KV chunks: pick the target task cost. */
@@ -674,6 +731,10 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
         W0 += G[g].icf;
     }
     W0 *= H;
+    /* evaluate() lists at most two runs per group: its buffers sized once */
+    if (vec_reserve_exact(&runs, 2 * NG + 1) || vec_reserve_exact(&rtmp, 2 * NG + 1) ||
+        vec_reserve_exact(&lc, 2 * NG + 1) || vec_reserve_exact(&ln, 2 * NG + 1))
+        OOM();
     /* Candidates: finer targets first at the full minimum chunk, then (only while no
      * candidate balances) the finest target with the minimum relaxed 2x and 4x. */
     static const double ks[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 32, 32};
@@ -690,14 +751,19 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
     for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
         if (relaxes[ki] > 1 && best.imb <= 1.10) break;
         double T = W0 / ((double)in->num_blocks * ks[ki]);
-        /* the geometry is a function of (L, rows) here (whole is): runs of equal groups,
-         * as sibling leaves give, reuse the last one */
-        int32_t mL = -1, mR = -1, mS = 0, mC = 0;
+        /* The geometry is a function of (L, rows) here (whole is), so it is memoised
+         * per candidate, direct mapped: a tree's groups come in DFS order, a few shapes
+         * interleaved (a level's node, then its leaves, then the next node), where
+         * reusing only the last one recomputed it (divisions, a ceil) at every change. */
+        struct geo_memo { int32_t L, rows, size, count; } gm[GEO_MEMO];
+        for (int k = 0; k < GEO_MEMO; k++) gm[k].L = -1; /* node lengths are >= 1 */
         for (int64_t g = 0; g < NG; g++) {
             int32_t n = G[g].node;
             if (host[n] >= 0) continue;
             int32_t L = f->length[n], rows = G[g].nt;
-            if (L == mL && rows == mR) { G[g].size = mS; G[g].count = mC; continue; }
+            struct geo_memo *e =
+                &gm[((uint32_t)L * 0x9E3779B1u ^ (uint32_t)rows * 0x85EBCA77u) >> (32 - GEO_MEMO_BITS)];
+            if (e->L == L && e->rows == rows) { G[g].size = e->size; G[g].count = e->count; continue; }
             double whole = G[g].whole;
             double room = T - cost->task_fixed_us;
             int64_t want = room > 0.0 ? (int64_t)ceil(whole / room) : L;
@@ -705,7 +771,7 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
             if (want > cap) want = cap;
             if (want > 4096) want = 4096;
             geometry(L, (int32_t)(want < 1 ? 1 : want), cost->tile_kv, &G[g].size, &G[g].count);
-            mL = L; mR = rows; mS = G[g].size; mC = G[g].count;
+            *e = (struct geo_memo){L, rows, G[g].size, G[g].count};
         }
         eval_result r;
         /* The first candidate is the best so far whatever it gives, and the search stops
@@ -793,7 +859,7 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
             OOM();
     }
     {
-        const emit_src src = {f, G, NG, host, folds.p, tk, tok_rank_buf, tlim.p};
+        const emit_src src = {f, G, NG, host, folds.p, tk, tkr, tkl};
         emit_items(&src, count, seg_off.p, row_off.p, seg.p, row.p, &seg_off.n, &seg.n, &row.n);
         row_off.n = seg_off.n;
     }

@@ -310,13 +310,16 @@ static fg_status forest_from_sorted(const int32_t *order, const int32_t *tl, con
     int32_t msp = 0, cw = R, nodes = 0;
     for (int32_t s = R - 1; s >= 0; s--) {
         const int32_t l = tl[s], len = kv_len[order[s]];
-        int32_t k = 0;
-        if (l < len)
-            for (int32_t i = msp - 1; i >= 0 && mono[i] > l; i--)
-                if (mono[i] < len) { cut[--cw] = mono[i]; k++; }
+        /* One walk down the stack does both: the minima above l are s's cut points
+         * (those below len) and leave the stack, with an entry equal to l (at most one:
+         * the minima are distinct). Two walks over the same top cost two unpredictable
+         * loop exits per request. */
+        int32_t k = 0, i = msp - 1;
+        for (; i >= 0 && mono[i] >= l; i--)
+            if (mono[i] > l && mono[i] < len) { cut[--cw] = mono[i]; k++; }
         ncut[s] = k;
         nodes += l < len ? k + 1 : 0;
-        while (msp > 0 && mono[msp - 1] >= l) msp--;
+        msp = i + 1;
         mono[msp++] = l;
     }
 

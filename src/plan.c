@@ -407,8 +407,11 @@ static fg_status build_work_list(fg_plan p, candidate *c, const fg_batch_desc *b
             rows[i] = d->row[i];
             rows[i].slot = moff[q + 1] > moff[q] ? cur[q]++ : -1;
         }
+        /* the count in a local: read through c, it would be reloaded after every store
+         * (an int32 store may alias it), which keeps this loop from vectorising */
         int32_t *ms = (int32_t *)(h + L->merge_slot);
-        for (int32_t k = 0; k < c->num_merge; k++) ms[k] = k;
+        const int32_t num_merge = c->num_merge;
+        for (int32_t k = 0; k < num_merge; k++) ms[k] = k;
     }
     memcpy(h + L->block_task_off, c->block_task_off, sizeof(int32_t) * ((size_t)c->num_blocks + 1));
     memcpy(h + L->block_task, c->block_task, sizeof(int32_t) * (size_t)c->num_tasks);

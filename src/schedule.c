@@ -1,6 +1,7 @@
 /*
- * Scheduler: longest-processing-time-first (fg_lpt: a heap for short runs of one cost,
- * a two-queue merge in O(tasks + blocks) for long ones), then a few
+ * Scheduler: longest-processing-time-first (fg_lpt: groups of tied blocks when there are
+ * few cost classes, else a heap for short runs of one cost and a two-queue merge in
+ * O(tasks + blocks) for long ones), then a few
  * improvement passes that move or swap tasks off the most loaded block. Everything is
  * ordered by (cost, index), so equal inputs give equal bytes.
  */
@@ -61,12 +62,15 @@ static void sort_blocks(const double *load, int32_t *ord, int32_t *tmp, int32_t 
  * doubles), so that compacting it (a move of at most B live entries) happens once per
  * B + LPT_QPAD tasks, not every B. */
 #define LPT_QPAD 256
+/* (lpt_by_groups needs 21 B + 5 LPT_QPAD + 2: see there) */
 int32_t fg_lpt_scratch_ints(int32_t num_blocks) {
-    return 4 * num_blocks + LPT_QPAD + 4 + 2 * (2 * num_blocks + LPT_QPAD) + 2;
+    const int32_t by_blocks = 4 * num_blocks + LPT_QPAD + 4 + 2 * (2 * num_blocks + LPT_QPAD) + 2;
+    const int32_t by_groups = 21 * num_blocks + 5 * LPT_QPAD + 2;
+    return by_blocks > by_groups ? by_blocks : by_groups;
 }
 
-void fg_lpt(const double *cost, const int64_t *count, int32_t num_runs, int32_t num_blocks,
-            double *load, int32_t *assign, int32_t *scratch) {
+static void lpt_by_blocks(const double *cost, const int64_t *count, int32_t num_runs, int32_t num_blocks,
+                          double *load, int32_t *assign, int32_t *scratch) {
     const int32_t B = num_blocks;
     int32_t *ord = scratch, *tmp = scratch + B, *q = scratch + 2 * B;
     const int32_t qcap = 2 * B + LPT_QPAD;
@@ -184,6 +188,196 @@ void fg_lpt(const double *cost, const int64_t *count, int32_t num_runs, int32_t 
         }
         sorted = 1;
     }
+}
+
+/*
+ * The same LPT by groups of tied blocks. Blocks of equal load take tasks in index order
+ * (the least (load, index) first), and a block given a task of cost c > 0 rises above
+ * every block still at its old load; so, within one class of cost c, the least group
+ * (v, its blocks by index) hands its first t = min(n, k) blocks the next t tasks in
+ * that order, all at once, and they move on together at v + c (the sum fg_lpt forms
+ * for each of them). Groups are taken in non-decreasing v, so the new values arrive
+ * in order too (rounding is monotone): a FIFO queue beside the sorted groups replaces
+ * the per-task priority queue, and equal values meeting are joined by merging their
+ * block lists by index. A class costs O(groups + its tasks) with a small constant:
+ * batches of a tree repeat costs, so its few classes meet few groups, where the walk
+ * per task spent tens of cycles choosing each block. When v + c rounds back to v (or
+ * c is 0) the least block keeps the least key: it takes every task of the class.
+ *
+ * scratch: 21 B + 5 LPT_QPAD + 2 ints: the groups (sorted, a queue of 2 B + LPT_QPAD,
+ * the merge's output), then the block lists of each (B, 2 B + LPT_QPAD, B) and a merge
+ * buffer (B). The queue is compacted when a push might not fit, once per LPT_QPAD or
+ * more ids (few blocks would otherwise compact every other task). Costs must be
+ * finite and >= 0 (fg_lpt checks).
+ */
+typedef struct lgrp { double v; int32_t off, k; } lgrp;
+
+/* dst[0 .. n) = src[0 .. n): a few blocks (a CPU context has one per thread) copy
+ * inline, where a memcpy call per pass cost more than the pass */
+static inline void copy_ids(int32_t *dst, const int32_t *src, int32_t n) {
+    if (n > 8) {
+        memcpy(dst, src, sizeof(int32_t) * (size_t)n);
+        return;
+    }
+    switch (n) { /* (a loop here is turned back into a memcpy call) */
+    case 8: dst[7] = src[7]; /* fall through */
+    case 7: dst[6] = src[6]; /* fall through */
+    case 6: dst[5] = src[5]; /* fall through */
+    case 5: dst[4] = src[4]; /* fall through */
+    case 4: dst[3] = src[3]; /* fall through */
+    case 3: dst[2] = src[2]; /* fall through */
+    case 2: dst[1] = src[1]; /* fall through */
+    case 1: dst[0] = src[0]; /* fall through */
+    default: break;
+    }
+}
+
+/* out[0 .. na + nb) = a and b (ascending block ids, disjoint) merged */
+static void merge_ids(const int32_t *a, int32_t na, const int32_t *b, int32_t nb, int32_t *out) {
+    int32_t i = 0, j = 0, o = 0;
+    while (i < na && j < nb) out[o++] = a[i] < b[j] ? a[i++] : b[j++];
+    while (i < na) out[o++] = a[i++];
+    while (j < nb) out[o++] = b[j++];
+}
+
+static void lpt_by_groups(const double *cost, const int64_t *count, int32_t num_runs, int32_t B, double *load,
+                          int32_t *assign, int32_t *scratch) {
+    const int32_t qcap = 2 * B + LPT_QPAD;
+    lgrp *A = (lgrp *)(((uintptr_t)scratch + 7) & ~(uintptr_t)7), *Q = A + B, *O = Q + qcap;
+    int32_t *aid = (int32_t *)(O + B), *qid = aid + B, *oid = qid + qcap, *tmp = oid + B;
+    int32_t na = 1;
+    A[0] = (lgrp){0.0, 0, B};
+    for (int32_t b = 0; b < B; b++) aid[b] = b;
+    int64_t at = 0;
+    int32_t r = 0;
+    while (r < num_runs) {
+        const double c = cost[r];
+        int64_t n = 0;
+        while (r < num_runs && cost[r] == c) n += count[r++]; /* one class, as lpt_by_blocks */
+        if (n <= 0) continue;
+        int32_t ah = 0, qh = 0, qt = 0, qn = 0; /* queue groups Q[qh, qt), their ids in qid[0, qn) */
+        lgrp left = {0.0, 0, 0};                /* the untaken rest of the last group */
+        const int32_t *left_ids = NULL;
+        while (n > 0) {
+            if (qt >= qcap || qn > qcap - B) { /* compact: at most B blocks (and groups) live */
+                int32_t o = 0;
+                for (int32_t g = qh; g < qt; g++) {
+                    memmove(qid + o, qid + Q[g].off, sizeof(int32_t) * (size_t)Q[g].k);
+                    Q[g - qh] = (lgrp){Q[g].v, o, Q[g].k};
+                    o += Q[g].k;
+                }
+                qt -= qh;
+                qh = 0;
+                qn = o;
+            }
+            lgrp g;
+            const int32_t *gid;
+            if (ah < na && (qh == qt || A[ah].v <= Q[qh].v)) {
+                g = A[ah];
+                gid = aid + g.off;
+                ah++;
+                if (qh < qt && Q[qh].v == g.v) { /* tied: one group, blocks by index */
+                    merge_ids(gid, g.k, qid + Q[qh].off, Q[qh].k, tmp);
+                    g.k += Q[qh].k;
+                    gid = tmp;
+                    qh++;
+                }
+            } else {
+                g = Q[qh++];
+                gid = qid + g.off;
+            }
+            if (ah == na && qh == qt) {
+                /* every block is in this one group (all tied): whole passes, each giving
+                 * every block one task in index order, while a pass fits */
+                while (n >= g.k && g.v + c != g.v) {
+                    if (assign) copy_ids(assign + at, gid, g.k);
+                    at += g.k;
+                    n -= g.k;
+                    g.v += c;
+                }
+                if (n == 0) { /* back in the queue as it is */
+                    memcpy(qid + qn, gid, sizeof(int32_t) * (size_t)g.k);
+                    Q[qt++] = (lgrp){g.v, qn, g.k};
+                    qn += g.k;
+                    break;
+                }
+            }
+            const double nv = g.v + c;
+            if (nv == g.v) { /* its first block stays the least: every task goes there */
+                if (assign) for (int64_t i = 0; i < n; i++) assign[at + i] = gid[0];
+                at += n;
+                n = 0;
+                left = g;
+                left_ids = gid;
+                break;
+            }
+            const int32_t t = n < g.k ? (int32_t)n : g.k;
+            if (assign) copy_ids(assign + at, gid, t);
+            at += t;
+            n -= t;
+            if (t < g.k) { /* the class ends inside this group */
+                left = (lgrp){g.v, 0, g.k - t};
+                left_ids = gid + t;
+            }
+            if (qt > qh && Q[qt - 1].v == nv) { /* joins the queue's last group (its ids end qid) */
+                lgrp *e = &Q[qt - 1];
+                merge_ids(qid + e->off, e->k, gid, t, oid);
+                memcpy(qid + e->off, oid, sizeof(int32_t) * (size_t)(e->k + t));
+                e->k += t;
+                qn += t;
+            } else {
+                memcpy(qid + qn, gid, sizeof(int32_t) * (size_t)t);
+                Q[qt++] = (lgrp){nv, qn, t};
+                qn += t;
+            }
+        }
+        /* The groups for the next class, by value: the rest of the last group (below all
+         * others), then the untouched groups and the queue merged, ties joined. */
+        int32_t no = 0, on = 0;
+        if (left.k > 0) {
+            memcpy(oid, left_ids, sizeof(int32_t) * (size_t)left.k);
+            O[no++] = (lgrp){left.v, 0, left.k};
+            on = left.k;
+        }
+        while (ah < na || qh < qt) {
+            if (ah < na && qh < qt && A[ah].v == Q[qh].v) {
+                merge_ids(aid + A[ah].off, A[ah].k, qid + Q[qh].off, Q[qh].k, oid + on);
+                O[no++] = (lgrp){A[ah].v, on, A[ah].k + Q[qh].k};
+                on += A[ah].k + Q[qh].k;
+                ah++;
+                qh++;
+                continue;
+            }
+            const int from_a = ah < na && (qh == qt || A[ah].v < Q[qh].v);
+            const lgrp e = from_a ? A[ah++] : Q[qh++];
+            memcpy(oid + on, (from_a ? aid : qid) + e.off, sizeof(int32_t) * (size_t)e.k);
+            O[no++] = (lgrp){e.v, on, e.k};
+            on += e.k;
+        }
+        lgrp *tg = A; A = O; O = tg;
+        int32_t *ti = aid; aid = oid; oid = ti;
+        na = no;
+    }
+    for (int32_t g = 0; g < na; g++)
+        for (int32_t i = 0; i < A[g].k; i++) load[aid[A[g].off + i]] = A[g].v;
+}
+
+/* Groups when they can be used (costs finite and >= 0, the task count at least on the
+ * order of classes x blocks, so that a class's O(groups) does not exceed its tasks by
+ * much), else the walk by blocks. Both give the same bytes. */
+void fg_lpt(const double *cost, const int64_t *count, int32_t num_runs, int32_t num_blocks, double *load,
+            int32_t *assign, int32_t *scratch) {
+    int64_t classes = 0, tasks = 0;
+    int ok = 1;
+    for (int32_t k = 0; k < num_runs && ok; k++) {
+        ok = cost[k] >= 0.0 && isfinite(cost[k]);
+        classes += k == 0 || cost[k] != cost[k - 1];
+        tasks += count[k] > 0 ? count[k] : 0;
+    }
+    if (ok && classes * num_blocks <= 4 * tasks + 4 * (int64_t)num_blocks)
+        lpt_by_groups(cost, count, num_runs, num_blocks, load, assign, scratch);
+    else
+        lpt_by_blocks(cost, count, num_runs, num_blocks, load, assign, scratch);
 }
 
 /* Improvement: while the most loaded block M can be relieved, move one of its tasks to
@@ -324,6 +518,62 @@ fg_status fg_schedule_items(const double *item_cost_us, int32_t num_items, int32
                                   makespan_us, imbalance);
 }
 
+/* Counting and placing tasks by block go four tasks at a time, each block's counter
+ * (or cursor) read once per four: one task at a time, every update waited on the
+ * store the previous update of the same counter made, and with few blocks (a CPU
+ * context has one per thread) that came every other task. Equal blocks among the four
+ * take consecutive values in order, so the results are those of the one-at-a-time
+ * loops. */
+
+/* Blocks up to which the four-at-a-time loops pay: with more, consecutive tasks go to
+ * different blocks anyway and the plain loops are shorter. */
+#define FG_FEW_BLOCKS 32
+
+/* cnt[b] += the occurrences of b in blk[0 .. n) */
+static void count_blocks(const int32_t *restrict blk, int32_t n, int32_t num_blocks, int32_t *restrict cnt) {
+    int32_t i = 0;
+    for (; num_blocks <= FG_FEW_BLOCKS && i + 4 <= n; i += 4) {
+        const int32_t b0 = blk[i], b1 = blk[i + 1], b2 = blk[i + 2], b3 = blk[i + 3];
+        const int32_t c0 = cnt[b0];
+        const int32_t c1 = cnt[b1] + (b1 == b0);
+        const int32_t c2 = cnt[b2] + (b2 == b0) + (b2 == b1);
+        const int32_t c3 = cnt[b3] + (b3 == b0) + (b3 == b1) + (b3 == b2);
+        cnt[b0] = c0 + 1;
+        cnt[b1] = c1 + 1;
+        cnt[b2] = c2 + 1;
+        cnt[b3] = c3 + 1;
+    }
+    for (; i < n; i++) cnt[blk[i]]++;
+}
+
+/* The runs' tasks in run order, each at out[cur[b]++] for its block b: blk[i] for the
+ * i-th task in that order (by_run), else blk[task]. */
+static void place_tasks(const run *runs, int32_t nr, const int32_t *restrict blk, int by_run, int32_t num_blocks,
+                        int32_t *restrict cur, int32_t *restrict out) {
+    int32_t at = 0;
+    for (int32_t k = 0; k < nr; k++) {
+        int32_t t = runs[k].first;
+        const int32_t end = t + runs[k].len;
+        for (; num_blocks <= FG_FEW_BLOCKS && t + 4 <= end; t += 4, at += 4) {
+            const int32_t *s = by_run ? blk + at : blk + t;
+            const int32_t b0 = s[0], b1 = s[1], b2 = s[2], b3 = s[3];
+            const int32_t p0 = cur[b0];
+            const int32_t p1 = cur[b1] + (b1 == b0);
+            const int32_t p2 = cur[b2] + (b2 == b0) + (b2 == b1);
+            const int32_t p3 = cur[b3] + (b3 == b0) + (b3 == b1) + (b3 == b2);
+            out[p0] = t;
+            out[p1] = t + 1;
+            out[p2] = t + 2;
+            out[p3] = t + 3;
+            cur[b0] = p0 + 1;
+            cur[b1] = p1 + 1;
+            cur[b2] = p2 + 1;
+            cur[b3] = p3 + 1;
+        }
+        for (; t < end; t++, at++) out[cur[by_run ? blk[at] : blk[t]]++] = t;
+    }
+}
+
 /* Do two run lists give fg_lpt the same classes (consecutive equal costs summed, empty
  * ones skipped)? */
 static int same_classes(const double *ac, const int64_t *an, int32_t na, const double *bc, const int64_t *bn,
@@ -423,24 +673,13 @@ static fg_status schedule_core(const double *task_cost_us, int32_t num_units, in
         }
     }
 
-    /* Emit each block's tasks longest first (the run order), ties by index. */
+    /* Emit each block's tasks longest first (the run order), ties by index: the
+     * improved assignment by task, or the LPT assignment as it came, in run order. */
     memset(block_task_off, 0, sizeof(int32_t) * (size_t)(num_blocks + 1));
-    if (improved) {
-        for (int32_t t = 0; t < num_tasks; t++) block_task_off[assign[t] + 1]++;
-    } else { /* the LPT assignment as it came, in run order */
-        for (int32_t at = 0; at < num_tasks; at++) block_task_off[seq[at] + 1]++;
-    }
+    count_blocks(improved ? assign : seq, num_tasks, num_blocks, block_task_off + 1);
     for (int32_t b = 0; b < num_blocks; b++) block_task_off[b + 1] += block_task_off[b];
     memcpy(hh, block_task_off, sizeof(int32_t) * (size_t)num_blocks);
-    if (improved) {
-        for (int32_t k = 0; k < nr; k++)
-            for (int32_t t = runs[k].first; t < runs[k].first + runs[k].len; t++)
-                block_task[hh[assign[t]]++] = t;
-    } else {
-        for (int32_t k = 0, at = 0; k < nr; k++)
-            for (int32_t t = runs[k].first; t < runs[k].first + runs[k].len; t++)
-                block_task[hh[seq[at++]]++] = t;
-    }
+    place_tasks(runs, nr, improved ? assign : seq, !improved, num_blocks, hh, block_task);
     mk = 0.0;
     for (int32_t b = 0; b < num_blocks; b++) mk = load[b] > mk ? load[b] : mk;
     *makespan_us = mk;

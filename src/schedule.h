@@ -46,7 +46,9 @@ fg_status fg_schedule_items_hint(const double *item_cost_us, int32_t num_items, 
  * with the least (load, index), exactly as a binary min-heap of blocks would place it.
  * Fills load[num_blocks] (starting from zero) and, when assign is not NULL, assign[i]
  * for the i-th task in run order. scratch: fg_lpt_scratch_ints(num_blocks) ints.
- * O(tasks + classes x blocks) when runs of one cost are long, O(tasks log blocks) else. */
+ * By groups of tied blocks when there are few classes for the tasks (O(tasks + classes
+ * x groups) with a small constant), else block by block: O(tasks + classes x blocks)
+ * when runs of one cost are long, O(tasks log blocks) else. Either way the same bytes. */
 int32_t fg_lpt_scratch_ints(int32_t num_blocks);
 void fg_lpt(const double *cost, const int64_t *count, int32_t num_runs, int32_t num_blocks,
             double *load, int32_t *assign, int32_t *scratch);
