@@ -418,6 +418,27 @@ static int evaluate(const dctx *c, const fg_forest *f, const grp *G, int64_t NG,
 
 typedef struct fold_ent { int32_t node, next; } fold_ent;
 
+/* A group's ic0, item_cost(rows, rows, L, 0, 0), through the last four distinct
+ * (rows, L) met: a function of the two (item_cost is pure), and a tree's groups come in
+ * DFS order with a few shapes interleaved (a node, then its leaves, then the next node),
+ * where checking only the group before called item_cost at every change of shape. */
+typedef struct ic0_memo {
+    int32_t rows[4], L[4];
+    double v[4];
+    int32_t next;
+} ic0_memo;
+
+static inline double ic0_of(const dctx *c, ic0_memo *m, int32_t rows, int32_t L) {
+    for (int k = 0; k < 4; k++)
+        if (m->rows[k] == rows && m->L[k] == L) return m->v[k];
+    const double v = item_cost(c, rows, rows, L, 0, 0.0);
+    m->rows[m->next] = rows;
+    m->L[m->next] = L;
+    m->v[m->next] = v;
+    m->next = (m->next + 1) & 3;
+    return v;
+}
+
 /* 1. The rows of node n: the q tokens of its requests (rank order) whose causal limit
  * passes its first position, with their limits and ranks. Returns how many. Out of
  * line for the same reason as emit_items (fg_divide's many live values spill).
@@ -502,27 +523,90 @@ FG_NOINLINE static void emit_items(const emit_src *e, int32_t *count, int32_t *s
     *num_row = w - row;
 }
 
+/* emit_items for decode batches (one q token per request; fg_divide lists tokens by
+ * rank). A row group's tokens are then the ranks [t0, t0 + nt), every one of them sees
+ * every chunk (its limit, kv_len, is past the end of every node on its path), so a
+ * chunk's rows are a plain copy of the prebuilt rows rank_row[t0 .. t0 + nt). The item
+ * counts are added up by rank through a difference array (hits[R + 1], zero on entry)
+ * and handed to the tokens at the end: the same counts as one count[q]++ per row, but
+ * the copy loop carries no scattered read-modify-write. Same output as emit_items. */
+FG_NOINLINE static void emit_items_decode(const emit_src *e, const fg_row *rank_row, int32_t R, int32_t *hits,
+                                          int32_t *count, int32_t *seg_off, int32_t *row_off, fg_seg *seg,
+                                          fg_row *row, int64_t *num_off, int64_t *num_seg, int64_t *num_row) {
+    const fg_forest *f = e->f;
+    int32_t *so_w = seg_off, *ro_w = row_off;
+    fg_seg *sg_w = seg;
+    fg_row *w = row;
+    *so_w++ = 0;
+    *ro_w++ = 0;
+    for (int64_t g = 0; g < e->NG; g++) {
+        const grp *G = &e->G[g];
+        const int32_t n = G->node;
+        if (e->host[n] >= 0) continue;
+        const int32_t b = f->begin[n], end = b + f->length[n], t0 = G->t0, nt = G->nt;
+        const int32_t cnt = G->best_count, size = G->best_size;
+        const fg_seg s0 = {f->src_req[n], 0, 0, f->rank_lo[n], f->rank_hi[n]};
+        for (int32_t j = 0; j < cnt; j++) {
+            const int32_t cb = b + j * size, ce = cb + size < end ? cb + size : end;
+            for (int32_t i = 0; i < nt; i++) w[i] = rank_row[t0 + i];
+            w += nt;
+            hits[t0]++;
+            hits[t0 + nt]--;
+            *sg_w = s0;
+            sg_w->kv_begin = cb;
+            sg_w->kv_end = ce;
+            sg_w++;
+            if (j == cnt - 1) {
+                for (int32_t ei = G->fold_head; ei >= 0; ei = e->folds[ei].next) {
+                    const int32_t m = e->folds[ei].node;
+                    *sg_w++ = (fg_seg){f->src_req[m], f->begin[m], f->begin[m] + f->length[m], f->rank_lo[m],
+                                       f->rank_hi[m]};
+                }
+            }
+            *so_w++ = (int32_t)(sg_w - seg);
+            *ro_w++ = (int32_t)(w - row);
+        }
+    }
+    for (int32_t rk = 0, run = 0; rk < R; rk++) {
+        run += hits[rk];
+        count[rank_row[rk].qtok] += run;
+    }
+    *num_off = so_w - seg_off;
+    *num_seg = sg_w - seg;
+    *num_row = w - row;
+}
+
 /* 5. Exact item costs, once every token's item count (partial or direct) is known. */
 FG_NOINLINE static void exact_item_costs(const dctx *c, int32_t num_items, const int32_t *so, const fg_seg *sg,
                                          const int32_t *ro, const fg_row *rw, const int32_t *count,
-                                         double *cost_us) {
-    /* the previous item's arguments when it had no folds: sibling items repeat them, and
-     * item_cost is a pure function of its arguments (the memo only saves the call) */
-    int32_t p_nr = -1, p_partial = -1;
-    int64_t p_kv = -1;
-    double p_cost = 0.0;
+                                         const int32_t *partial_below, double *cost_us) {
+    /* the arguments of the last four distinct items without folds: item_cost is a pure
+     * function of them (the memo only saves the call), and a tree's items come in DFS
+     * order with a few shapes interleaved (a node's items, then its leaves', then the
+     * next node's), where remembering only the previous item called it at every change */
+    int32_t p_nr[4] = {-1, -1, -1, -1}, p_partial[4] = {-1, -1, -1, -1}, p_next = 0;
+    int64_t p_kv[4] = {-1, -1, -1, -1};
+    double p_cost[4] = {0.0, 0.0, 0.0, 0.0};
     for (int32_t it = 0; it < num_items; it++) {
         int32_t nr = ro[it + 1] - ro[it], partial = 0;
-        for (int32_t k = ro[it]; k < ro[it + 1]; k++) partial += count[rw[k].qtok] > 1;
+        if (partial_below) /* decode: the rows are the ranks rw[ro[it]].rank, +1, ... */
+            partial = partial_below[rw[ro[it]].rank + nr] - partial_below[rw[ro[it]].rank];
+        else
+            for (int32_t k = ro[it]; k < ro[it + 1]; k++) partial += count[rw[k].qtok] > 1;
         int64_t main_kv = sg[so[it]].kv_end - sg[so[it]].kv_begin, fold_kv = 0;
         if (so[it + 1] - so[it] == 1) { /* no folded segments */
-            if (nr != p_nr || partial != p_partial || main_kv != p_kv) {
-                p_cost = item_cost(c, nr, partial, main_kv, 0, 0.0);
-                p_nr = nr;
-                p_partial = partial;
-                p_kv = main_kv;
+            int hit = -1;
+            for (int k = 0; k < 4; k++)
+                if (p_nr[k] == nr && p_partial[k] == partial && p_kv[k] == main_kv) hit = k;
+            if (hit < 0) {
+                hit = p_next;
+                p_next = (p_next + 1) & 3;
+                p_cost[hit] = item_cost(c, nr, partial, main_kv, 0, 0.0);
+                p_nr[hit] = nr;
+                p_partial[hit] = partial;
+                p_kv[hit] = main_kv;
             }
-            cost_us[it] = p_cost;
+            cost_us[it] = p_cost[hit];
             continue;
         }
         double fold_cmp = 0.0;
@@ -572,7 +656,8 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
     /* node_g0[N + 1], host[N], unf[N]: one allocation */
     int32_t *node_g0 = malloc(sizeof(int32_t) * (3 * (size_t)N + 1));
     int32_t *host = node_g0 ? node_g0 + N + 1 : NULL, *unf = node_g0 ? host + N : NULL;
-    int32_t *tok_rank_buf = NULL, *rank_tok = NULL;
+    int32_t *tok_rank_buf = NULL, *rank_tok = NULL, *rank_hits = NULL;
+    fg_row *rank_row = NULL; /* decode: each rank's row, built once (emit_items_decode) */
     vec tlim = {0, 0, 0, sizeof(int32_t)}; /* causal limit of each listed token (parallel to toks) */
     int32_t *count = calloc((size_t)(Q > 0 ? Q : 1), sizeof *count);
     uint8_t *solo_req = calloc((size_t)R, 1);
@@ -597,12 +682,18 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
         int decode = 1;
         for (int32_t r = 0; r < R && decode; r++) decode = in->q_len[r] == 1;
         if (decode) {
-            if (!(rank_tok = malloc(sizeof(int32_t) * 3 * (size_t)R))) OOM();
+            /* one block: token, limit and rank by rank (3R ints), emission's hit counts
+             * (R + 1 ints), then the rows by rank */
+            if (!(rank_tok = malloc(sizeof(int32_t) * (4 * (size_t)R + 1) + sizeof(fg_row) * (size_t)R))) OOM();
+            rank_hits = rank_tok + 3 * (size_t)R;
+            rank_row = (fg_row *)(rank_hits + R + 1);
+            memset(rank_hits, 0, sizeof(int32_t) * ((size_t)R + 1));
             for (int32_t rk = 0; rk < R; rk++) {
                 const int32_t r = f->req_at_rank[rk];
                 rank_tok[rk] = in->q_indptr[r];
                 rank_tok[R + rk] = in->kv_len[r];
                 rank_tok[2 * R + rk] = rk;
+                rank_row[rk] = (fg_row){in->q_indptr[r], rk, in->kv_len[r], -1};
             }
         } else {
             if (vec_reserve_exact(&toks, bound + 1) || vec_reserve_exact(&tlim, bound + 1)) OOM();
@@ -610,6 +701,7 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
             if (!(tok_rank_buf = malloc(sizeof(int32_t) * (size_t)(bound + 1)))) OOM();
         }
     }
+    ic0_memo ic0m = {{-1, -1, -1, -1}, {0}, {0.0}, 0};
     for (int32_t n = 0; n < N; n++) {
         node_g0[n] = (int32_t)grps.n;
         host[n] = -1;
@@ -625,9 +717,6 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
             nt = (int32_t)toks.n - t0;
         }
         for (int32_t g0 = 0; g0 < nt; g0 += c.rpb) {
-            /* the group before, for its ic0 (a function of rows and length: sibling leaves
-             * and the full groups of a node repeat it) */
-            const grp *pg = grps.n ? (const grp *)grps.p + grps.n - 1 : NULL;
             grp *g = vec_push(&grps);
             if (!g) OOM();
             /* every field set here (a memset of the struct compiles to a slow rep stos) */
@@ -644,9 +733,7 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
             g->icf = 0.0;
             g->best_size = g->best_count = 0;
             g->tried = 0;
-            g->ic0 = pg && pg->nt == g->nt && f->length[pg->node] == f->length[n]
-                         ? pg->ic0
-                         : item_cost(&c, g->nt, g->nt, f->length[n], 0, 0.0);
+            g->ic0 = ic0_of(&c, &ic0m, g->nt, f->length[n]);
         }
     }
     node_g0[N] = (int32_t)grps.n;
@@ -860,7 +947,11 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
     }
     {
         const emit_src src = {f, G, NG, host, folds.p, tk, tkr, tkl};
-        emit_items(&src, count, seg_off.p, row_off.p, seg.p, row.p, &seg_off.n, &seg.n, &row.n);
+        if (rank_row)
+            emit_items_decode(&src, rank_row, R, rank_hits, count, seg_off.p, row_off.p, seg.p, row.p, &seg_off.n,
+                              &seg.n, &row.n);
+        else
+            emit_items(&src, count, seg_off.p, row_off.p, seg.p, row.p, &seg_off.n, &seg.n, &row.n);
         row_off.n = seg_off.n;
     }
     out->num_items = (int32_t)(seg_off.n - 1);
@@ -870,7 +961,18 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
     if (!out->item_cost_us) OOM();
 
     /* 5. Exact item costs, now that every token's item count (partial or direct) is known. */
-    exact_item_costs(&c, out->num_items, seg_off.p, seg.p, row_off.p, row.p, count, out->item_cost_us);
+    if (rank_row) {
+        /* Decode: an item's rows are consecutive ranks (emit_items_decode copies them so),
+         * so its partial rows (tokens in more than one item) are a difference of counts
+         * over ranks: partial_below[k] = ranks below k whose token is partial. Built in
+         * rank_hits, which emission is done with; one pass over R ranks instead of a
+         * lookup per row. */
+        int32_t *below = rank_hits;
+        below[0] = 0;
+        for (int32_t rk = 0; rk < R; rk++) below[rk + 1] = below[rk] + (count[rank_row[rk].qtok] > 1);
+    }
+    exact_item_costs(&c, out->num_items, seg_off.p, seg.p, row_off.p, row.p, count, rank_row ? rank_hits : NULL,
+                     out->item_cost_us);
     out->qtok_items = count; /* the plan's merge lists are sized from it */
     count = NULL;
     out->item_seg_off = seg_off.p;

@@ -46,8 +46,13 @@ fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const 
     int32_t max_rows = cost->tile_rows / (shape->group > 0 ? shape->group : 1);
     if (max_rows < 2 || n < 2) return FG_SUCCESS;
 
-    /* pack_of[i]: index of the first item of i's pack (i itself when unpacked). */
-    int32_t *pack_of = malloc(sizeof(int32_t) * (size_t)n);
+    /* pack_of[i]: index of the first item of i's pack (i itself when unpacked).
+     * in_pack[k]: the first item of the last pack that took an item of rank k (-1: none),
+     * over the ranks the segments name. */
+    int32_t nrank = 0;
+    for (int32_t k = 0; k < d->num_segs; k++) nrank = d->seg[k].rank_hi > nrank ? d->seg[k].rank_hi : nrank;
+    int32_t *pack_of = malloc(sizeof(int32_t) * ((size_t)n + (size_t)nrank));
+    int32_t *in_pack = pack_of ? pack_of + n : NULL;
     double *pack_cost = malloc(sizeof(double) * (size_t)n);
     if (!pack_of || !pack_cost) {
         free(pack_of);
@@ -62,6 +67,7 @@ fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const 
     int32_t head = -1, rows = 0, segs = 0, count = 0;
     int64_t kv = 0;
     double cost_sum = 0.0;
+    for (int32_t k = 0; k < nrank; k++) in_pack[k] = -1;
     for (int32_t i = 0; i < n; i++) {
         pack_of[i] = i;
         pack_cost[i] = d->item_cost_us[i];
@@ -70,15 +76,19 @@ fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const 
         int32_t r = d->item_row_off[i + 1] - d->item_row_off[i];
         int64_t len = s->kv_end - s->kv_begin;
         int ok = head >= 0 && rows + r <= max_rows && kv + len <= (int64_t)FG_PACK_MAX_TILES * tile_kv;
-        /* A request may own several short items (chunks): one pack never holds a request twice. */
-        for (int32_t j = head; ok && j < i; j++)
-            if (pack_of[j] == head && d->seg[d->item_seg_off[j]].rank_lo == s->rank_lo) ok = 0;
+        /* A request may own several short items (chunks): one pack never holds a request
+         * twice. Every item from head to i - 1 is in head's pack (an item that does not
+         * join starts a new pack or ends it), so "some member has i's rank" is "the last
+         * pack to take an item of that rank is head's": one lookup, where a walk over
+         * the members (up to a pack's size per item) was a third of this pass. */
+        if (ok && in_pack[s->rank_lo] == head) ok = 0;
         if (ok) {
             /* Every row of a packed item writes a partial state in the worst case. */
             double packed = packed_cost(&fc, cost, memo, rows + r, kv + len);
             ok = packed < cost_sum + d->item_cost_us[i];
             if (ok) {
                 pack_of[i] = head;
+                in_pack[s->rank_lo] = head;
                 rows += r;
                 kv += len;
                 segs += 1;
@@ -89,6 +99,7 @@ fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const 
             }
         }
         head = i;
+        in_pack[s->rank_lo] = i;
         rows = r;
         kv = len;
         segs = 1;

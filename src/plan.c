@@ -331,9 +331,32 @@ static double plain_lower_bound(fg_context ctx, const fg_attn_desc *a, int32_t g
     return lb * (1.0 - 1e-6); /* margin for the rounding of the closed form */
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+/* copy_pages compiled for AVX2, taken when the CPU has it (__builtin_cpu_supports).
+ * x86-64's baseline SSE2 has no unsigned 32-bit compare or max: the emulated compare
+ * made the loop below instruction-bound (about 9 instructions per 4 ids; ~5.3 us for
+ * the 120 KB of a 256-request batch, ~3.2 us for a plain memcpy). With AVX2's unsigned
+ * max it takes ~4.2 us. The same answer: the largest id is >= np exactly when some id
+ * is. */
+#define FG_COPY_PAGES_AVX2 1
+__attribute__((target("avx2"))) static uint32_t copy_pages_avx2(int32_t *restrict dst, const int32_t *restrict src,
+                                                                int64_t n, uint32_t np) {
+    uint32_t mx = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const uint32_t v = (uint32_t)src[i];
+        dst[i] = (int32_t)v;
+        mx = v > mx ? v : mx;
+    }
+    return mx >= np;
+}
+#endif
+
 /* dst[i] = src[i] for i < n; nonzero when some src[i] is outside [0, np). One
  * (vectorised) pass over the page ids does the copy and fg_plan_create's range check. */
 static uint32_t copy_pages(int32_t *restrict dst, const int32_t *restrict src, int64_t n, uint32_t np) {
+#ifdef FG_COPY_PAGES_AVX2
+    if (__builtin_cpu_supports("avx2")) return copy_pages_avx2(dst, src, n, np);
+#endif
     uint32_t bad = 0;
     for (int64_t i = 0; i < n; i++) {
         int32_t v = src[i];

@@ -382,25 +382,27 @@ void fg_lpt(const double *cost, const int64_t *count, int32_t num_runs, int32_t 
 
 /* Improvement: while the most loaded block M can be relieved, move one of its tasks to
  * the least loaded block, or swap one with a cheaper task of another block, whichever
- * lowers the pair's maximum most. Bounded so planning stays in microseconds. */
-static void improve(const double *cost, int32_t num_tasks, int32_t num_blocks, int32_t *assign,
-                    double *load, double lower_bound) {
+ * lowers the pair's maximum most. Bounded so planning stays in microseconds. Returns 1
+ * with counts[b] = the tasks block b ends with (improve keeps them anyway: emission
+ * need not count them again), 0 when it could not run (no memory: LPT stands). */
+static int improve(const double *cost, int32_t num_tasks, int32_t num_blocks, int32_t *assign,
+                   double *load, double lower_bound, int32_t *counts) {
     /* one block: the per-task costs of the most loaded block and of the block under
      * test (mcost, bcost: [num_tasks] doubles each), then head and cnt ([num_blocks]
-     * each), next and prev, and the ids beside mcost / bcost ([num_tasks] each) */
+     * each), next, and the ids beside mcost / bcost ([num_tasks] each). The lists are
+     * singly linked: a task leaving a block finds its predecessor by a walk of that
+     * (short) list, which costs less than keeping prev links for every task here. */
     const size_t T = (size_t)num_tasks, B = (size_t)num_blocks;
-    double *mcost = malloc(sizeof(double) * 2 * T + sizeof(int32_t) * (2 * B + 4 * T));
-    if (!mcost) return; /* without the memory the LPT schedule stands */
+    double *mcost = malloc(sizeof(double) * 2 * T + sizeof(int32_t) * (2 * B + 3 * T));
+    if (!mcost) return 0; /* without the memory the LPT schedule stands */
     double *bcost = mcost + T;
-    int32_t *head = (int32_t *)(bcost + T), *cnt = head + B, *next = cnt + B, *prev = next + T;
-    int32_t *mid = prev + T, *bid = mid + T;
+    int32_t *head = (int32_t *)(bcost + T), *cnt = head + B, *next = cnt + B;
+    int32_t *mid = next + T, *bid = mid + T;
     for (int32_t b = 0; b < num_blocks; b++) { head[b] = -1; cnt[b] = 0; }
     for (int32_t t = num_tasks - 1; t >= 0; t--) {
         int32_t b = assign[t];
         cnt[b]++;
         next[t] = head[b];
-        prev[t] = -1;
-        if (head[b] >= 0) prev[head[b]] = t;
         head[b] = t;
     }
     /* pair checks: proportional to the task count, so planning stays in microseconds */
@@ -469,8 +471,9 @@ static void improve(const double *cost, int32_t num_tasks, int32_t num_blocks, i
             int32_t t = mv[k];
             if (t < 0) continue;
             int32_t from = assign[t];
-            if (prev[t] >= 0) next[prev[t]] = next[t]; else head[from] = next[t];
-            if (next[t] >= 0) prev[next[t]] = prev[t];
+            int32_t *link = &head[from]; /* the link that points at t */
+            while (*link != t) link = &next[*link];
+            *link = next[t];
             load[from] -= cost[t];
             cnt[from]--;
         }
@@ -479,14 +482,14 @@ static void improve(const double *cost, int32_t num_tasks, int32_t num_blocks, i
             if (t < 0) continue;
             assign[t] = to[k];
             next[t] = head[to[k]];
-            prev[t] = -1;
-            if (head[to[k]] >= 0) prev[head[to[k]]] = t;
             head[to[k]] = t;
             load[to[k]] += cost[t];
             cnt[to[k]]++;
         }
     }
+    memcpy(counts, cnt, sizeof(int32_t) * B);
     free(mcost);
+    return 1;
 }
 
 /* Task t costs unit_cost[t / rep]: fg_schedule has rep = 1, fg_schedule_items one unit
@@ -574,6 +577,34 @@ static void place_tasks(const run *runs, int32_t nr, const int32_t *restrict blk
     }
 }
 
+/* Blocks up to which emission goes block by block (place_by_passes). */
+#define FG_PASS_BLOCKS 4
+
+/* count_blocks, the offsets and place_tasks in one, for a few blocks (a CPU context of a
+ * few threads): one pass over the tasks in run order per block, each taking its own
+ * tasks in that order with its cursor in a register and a select instead of a branch
+ * (with two blocks LPT alternates them, a coin toss to the predictor). The offsets fall
+ * out as the cursor after each pass. The same output as the three steps: each block's
+ * tasks in run order, the blocks one after the other. */
+static void place_by_passes(const run *runs, int32_t nr, const int32_t *restrict blk, int by_run,
+                            int32_t num_blocks, int32_t *restrict off, int32_t *restrict out) {
+    int32_t pos = 0, sink = 0;
+    off[0] = 0;
+    for (int32_t b = 0; b < num_blocks; b++) {
+        for (int32_t k = 0, at = 0; k < nr; k++) {
+            const int32_t end = runs[k].first + runs[k].len;
+            for (int32_t t = runs[k].first; t < end; t++, at++) {
+                const int take = (by_run ? blk[at] : blk[t]) == b;
+                int32_t *d = take ? out + pos : &sink; /* others write the sink */
+                *d = t;
+                pos += take;
+            }
+        }
+        off[b + 1] = pos;
+    }
+    (void)sink;
+}
+
 /* Do two run lists give fg_lpt the same classes (consecutive equal costs summed, empty
  * ones skipped)? */
 static int same_classes(const double *ac, const int64_t *an, int32_t na, const double *bc, const int64_t *bn,
@@ -655,19 +686,19 @@ static fg_status schedule_core(const double *task_cost_us, int32_t num_units, in
     for (int32_t b = 0; b < num_blocks; b++) mk = load[b] > mk ? load[b] : mk;
     /* LPT within 5% of a bound no schedule beats: the improvement passes cannot win more
      * than that, and they cost more planning time than the rest of the scheduler */
-    int improved = 0;
+    int improved = 0, counted = 0; /* counted: block_task_off[1 ..] holds improve's counts */
     if (num_tasks > num_blocks && mk > lower * 1.05 && (assign = malloc(sizeof(int32_t) * T1)) != NULL) {
         improved = 1; /* (without the memory the LPT schedule stands) */
         for (int32_t k = 0, at = 0; k < nr; k++)
             for (int32_t t = runs[k].first; t < runs[k].first + runs[k].len; t++) assign[t] = seq[at++];
         if (rep == 1) {
-            improve(task_cost_us, num_tasks, num_blocks, assign, load, lower);
+            counted = improve(task_cost_us, num_tasks, num_blocks, assign, load, lower, block_task_off + 1);
         } else {
             double *tc = malloc(sizeof(double) * (size_t)num_tasks);
             if (tc) { /* without it the LPT schedule stands */
                 for (int32_t u = 0, t = 0; u < num_units; u++) /* tc[t] = cost[t / rep], no divides */
                     for (int32_t j = 0; j < rep; j++) tc[t++] = task_cost_us[u];
-                improve(tc, num_tasks, num_blocks, assign, load, lower);
+                counted = improve(tc, num_tasks, num_blocks, assign, load, lower, block_task_off + 1);
                 free(tc);
             }
         }
@@ -675,11 +706,18 @@ static fg_status schedule_core(const double *task_cost_us, int32_t num_units, in
 
     /* Emit each block's tasks longest first (the run order), ties by index: the
      * improved assignment by task, or the LPT assignment as it came, in run order. */
-    memset(block_task_off, 0, sizeof(int32_t) * (size_t)(num_blocks + 1));
-    count_blocks(improved ? assign : seq, num_tasks, num_blocks, block_task_off + 1);
-    for (int32_t b = 0; b < num_blocks; b++) block_task_off[b + 1] += block_task_off[b];
-    memcpy(hh, block_task_off, sizeof(int32_t) * (size_t)num_blocks);
-    place_tasks(runs, nr, improved ? assign : seq, !improved, num_blocks, hh, block_task);
+    if (num_blocks <= FG_PASS_BLOCKS) {
+        place_by_passes(runs, nr, improved ? assign : seq, !improved, num_blocks, block_task_off, block_task);
+    } else {
+        block_task_off[0] = 0;
+        if (!counted) {
+            memset(block_task_off + 1, 0, sizeof(int32_t) * (size_t)num_blocks);
+            count_blocks(improved ? assign : seq, num_tasks, num_blocks, block_task_off + 1);
+        }
+        for (int32_t b = 0; b < num_blocks; b++) block_task_off[b + 1] += block_task_off[b];
+        memcpy(hh, block_task_off, sizeof(int32_t) * (size_t)num_blocks);
+        place_tasks(runs, nr, improved ? assign : seq, !improved, num_blocks, hh, block_task);
+    }
     mk = 0.0;
     for (int32_t b = 0; b < num_blocks; b++) mk = load[b] > mk ? load[b] : mk;
     *makespan_us = mk;
