@@ -15,6 +15,9 @@
 #   cuda       ci/build-cuda.sh (sm_80/sm_90 compile check) when nvcc is present
 #   amd        ci/build-amd.sh (gfx908/gfx90a/gfx1030 compile check with Debian's hipcc)
 #   bench      smoke run: forgeattn-bench --quick on the best backend present
+#   plantime   forgeattn-calibrate --plan-time (CPU context, then as an H100 context would
+#              plan): fg_plan_create's median for the 256-request depth-4 tree on this
+#              machine. A measurement, not a check: the stage fails only if the tool does.
 #
 # The last line is `test.sh: N passed, M failed` (read by CI): N and M count the tests
 # of both ctest runs one by one, plus one per other stage. Skipped tests are counted
@@ -172,6 +175,14 @@ if [ -x "$BENCH" ]; then
     run_stage bench "$BENCH" --quick --backend auto --json "$BUILD_ROOT/bench-smoke.jsonl"
 else
     FAILED=$((FAILED + 1)); record bench "FAILED: $BENCH was not built" 0
+fi
+
+# ------------------------------------------------------------------ planning time
+CAL="$REL/perf/forgeattn-calibrate"
+if [ -x "$CAL" ]; then
+    run_stage plantime bash -c '"$1" --plan-time --reps 501 && "$1" --plan-time --reps 501 --arch sm_90' _ "$CAL"
+else
+    FAILED=$((FAILED + 1)); record plantime "FAILED: $CAL was not built" 0
 fi
 
 # ------------------------------------------------------------------ summary
