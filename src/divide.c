@@ -474,6 +474,16 @@ typedef struct emit_src {
     const int32_t *tok, *tok_rank, *tok_limit;
 } emit_src;
 
+/* The segments of the short nodes folded into a group's last chunk, after its own. */
+static inline fg_seg *emit_folds(const emit_src *e, const grp *G, fg_seg *sg_w) {
+    const fg_forest *f = e->f;
+    for (int32_t ei = G->fold_head; ei >= 0; ei = e->folds[ei].next) {
+        const int32_t m = e->folds[ei].node;
+        *sg_w++ = (fg_seg){f->src_req[m], f->begin[m], f->begin[m] + f->length[m], f->rank_lo[m], f->rank_hi[m]};
+    }
+    return sg_w;
+}
+
 /* 4. Emission, node by node in DFS order, row group by row group, chunk by chunk, into
  * outputs sized beforehand (plain pointer writes); count[q] += the items listing q.
  * Out of line, with few live values: inside fg_divide this loop spilled its row to the
@@ -507,13 +517,7 @@ FG_NOINLINE static void emit_items(const emit_src *e, int32_t *count, int32_t *s
             }
             if (w == r0) continue; /* no token sees this chunk (q_len > 1 only) */
             *sg_w++ = (fg_seg){f->src_req[n], cb, ce, f->rank_lo[n], f->rank_hi[n]};
-            if (j == G->best_count - 1) {
-                for (int32_t ei = G->fold_head; ei >= 0; ei = e->folds[ei].next) {
-                    const int32_t m = e->folds[ei].node;
-                    *sg_w++ = (fg_seg){f->src_req[m], f->begin[m], f->begin[m] + f->length[m], f->rank_lo[m],
-                                       f->rank_hi[m]};
-                }
-            }
+            if (j == G->best_count - 1) sg_w = emit_folds(e, G, sg_w);
             *so_w++ = (int32_t)(sg_w - seg);
             *ro_w++ = (int32_t)(w - row);
         }
@@ -556,13 +560,7 @@ FG_NOINLINE static void emit_items_decode(const emit_src *e, const fg_row *rank_
             sg_w->kv_begin = cb;
             sg_w->kv_end = ce;
             sg_w++;
-            if (j == cnt - 1) {
-                for (int32_t ei = G->fold_head; ei >= 0; ei = e->folds[ei].next) {
-                    const int32_t m = e->folds[ei].node;
-                    *sg_w++ = (fg_seg){f->src_req[m], f->begin[m], f->begin[m] + f->length[m], f->rank_lo[m],
-                                       f->rank_hi[m]};
-                }
-            }
+            if (j == cnt - 1) sg_w = emit_folds(e, G, sg_w);
             *so_w++ = (int32_t)(sg_w - seg);
             *ro_w++ = (int32_t)(w - row);
         }
