@@ -157,61 +157,169 @@ template <bool CG> __device__ __forceinline__ float4 merge_ld4(const float *p) {
     return *(const float4 *)p;
 }
 
+/* A pair's slot range and, when it fits a wave, lane j's slot index: plan data, which the
+ * partial kernel never writes, so the separate merge reads it before its dependency wait. */
+struct merge_slots {
+    int b, e;
+    int s_lane; /* merge_slot[b + lane] when lane < e - b <= wave size, else 0 */
+};
+__device__ __forceinline__ merge_slots merge_slots_of(const fg_kernel_args &a, int qt, int lane) {
+    merge_slots m;
+    m.b = a.merge_off[qt];
+    m.e = a.merge_off[qt + 1];
+    m.s_lane = m.e - m.b <= FG_WAVE_SIZE && lane < m.e - m.b ? a.merge_slot[m.b + lane] : 0;
+    return m;
+}
+
+/* O rows of partial slots one lane holds in registers at once in the merge's fast path
+ * (8 float4: the kernel then needs ~106 registers, 2 blocks of 8 waves per SM, where the
+ * other path needs 48). */
+constexpr int kMergeBatch = 8;
+/* The fast path pays for its registers with occupancy: it is launched only when one wave
+ * per pair fits the device at once (2 x 8 waves on each of an H100's 132 SMs: 2112).
+ * With it on every plan, W5 (8192 pairs of 2 slots) lost 4 us while W3 (2048 pairs of
+ * 13 slots) gained 5 (session 8). */
+constexpr int64_t kMergeFastPairs = 2048;
+
 /* Merge q token qt's slots for local head hl (one wave; lane = its lane), in the order the
  * plan lists them: the same arithmetic wherever it runs, so the fused and the separate
- * merge give bitwise the same result. */
-template <int T, bool CG>
-__device__ __forceinline__ void merge_pair(const fg_kernel_args &a, int qt, int hl, int lane) {
+ * merge give bitwise the same result.
+ * When a pair has at most a wave's worth of slots (W1-W5: 2 to 13), lane j loads slot j's
+ * LSE, and the max and the weight sum are wave reductions (a fixed shuffle tree:
+ * deterministic); with one 4-dim chunk per lane, the first kMergeBatch O rows are loaded
+ * together with the LSEs, so a pair of up to kMergeBatch slots costs one memory round trip
+ * after its slot indices (which the separate merge reads before its dependency wait). The
+ * first version walked the slots serially, twice, one L2 round trip per slot; the step
+ * then spent 7-11 us between the partial grid's end and its own end (session 8). More
+ * slots than lanes take the serial walk. */
+template <int T, bool CG, bool FAST>
+__device__ __forceinline__ void merge_pair(const fg_kernel_args &a, int qt, int hl, int lane, const merge_slots &m) {
     const int heads = a.kv_head_count * a.group;
     const int dv = a.head_dim_v;
-    const int b = a.merge_off[qt], e = a.merge_off[qt + 1];
+    const int b = m.b, e = m.e;
     if (b == e) return;
     const int h = a.kv_head_begin * a.group + hl;
-    float mx = -INFINITY;
-    for (int i = b; i < e; ++i) mx = fmaxf(mx, merge_ld<CG>(a.partial_lse + (size_t)a.merge_slot[i] * heads + hl));
-    float sum = 0.f;
-    if (mx != -INFINITY)
-        for (int i = b; i < e; ++i) sum += expf(merge_ld<CG>(a.partial_lse + (size_t)a.merge_slot[i] * heads + hl) - mx);
-    const float inv = sum > 0.f ? 1.f / sum : 0.f;
+    const uint64_t full = fg_lane_full_mask(FG_WAVE_SIZE);
+    const int n = e - b;
+    const size_t s_lane = (size_t)m.s_lane;
     uint16_t *o = (uint16_t *)a.o + (int64_t)qt * a.o_stride_token + (int64_t)h * a.o_stride_head;
-    for (int d = lane * 4; d < dv; d += FG_WAVE_SIZE * 4) {
-        float acc0 = 0.f, acc1 = 0.f, acc2 = 0.f, acc3 = 0.f;
-        if (sum > 0.f) {
-#pragma unroll 4
-            for (int i = b; i < e; ++i) {
-                const size_t s = (size_t)a.merge_slot[i];
-                const float w = expf(merge_ld<CG>(a.partial_lse + s * heads + hl) - mx);
-                const float4 p = merge_ld4<CG>(a.partial_o + (s * heads + hl) * dv + d);
-                acc0 += w * p.x;
-                acc1 += w * p.y;
-                acc2 += w * p.z;
-                acc3 += w * p.w;
+    float mx = -INFINITY, sum = 0.f, w_lane = 0.f;
+    if (FAST && n <= FG_WAVE_SIZE && dv <= FG_WAVE_SIZE * 4) {
+        if constexpr (FAST) {
+        const int d = lane * 4;
+        const bool has_d = d < dv;
+        const float l = lane < n ? merge_ld<CG>(a.partial_lse + s_lane * heads + hl) : -INFINITY;
+        float acc0 = 0.f, acc1 = 0.f, acc2 = 0.f, acc3 = 0.f, inv = 0.f;
+        for (int j0 = 0; j0 < n; j0 += kMergeBatch) { /* uniform over the wave */
+            float4 p[kMergeBatch];
+#pragma unroll
+            for (int j = 0; j < kMergeBatch; ++j) {
+                const int src = (j0 + j) & (FG_WAVE_SIZE - 1);
+                const size_t s = (size_t)__float_as_int(fg_shfl_idx(full, __int_as_float((int)s_lane), src));
+                if (j0 + j < n && has_d) p[j] = merge_ld4<CG>(a.partial_o + (s * heads + hl) * dv + d);
+            }
+            if (j0 == 0) { /* the first batch's loads are in flight with the LSEs */
+                mx = l;
+#pragma unroll
+                for (int off = FG_WAVE_SIZE / 2; off > 0; off >>= 1) mx = fmaxf(mx, fg_shfl_xor(full, mx, off));
+                w_lane = mx != -INFINITY && lane < n ? expf(l - mx) : 0.f;
+                sum = fg_wave_sum(w_lane);
+                inv = sum > 0.f ? 1.f / sum : 0.f;
+            }
+#pragma unroll
+            for (int j = 0; j < kMergeBatch; ++j) {
+                const float w = fg_shfl_idx(full, w_lane, (j0 + j) & (FG_WAVE_SIZE - 1));
+                if (j0 + j < n && has_d && sum > 0.f) {
+                    acc0 += w * p[j].x;
+                    acc1 += w * p[j].y;
+                    acc2 += w * p[j].z;
+                    acc3 += w * p[j].w;
+                }
             }
         }
-        o[d] = fg_from_f32<T>(acc0 * inv);
-        o[d + 1] = fg_from_f32<T>(acc1 * inv);
-        o[d + 2] = fg_from_f32<T>(acc2 * inv);
-        o[d + 3] = fg_from_f32<T>(acc3 * inv);
+        if (has_d) {
+            o[d] = fg_from_f32<T>(acc0 * inv);
+            o[d + 1] = fg_from_f32<T>(acc1 * inv);
+            o[d + 2] = fg_from_f32<T>(acc2 * inv);
+            o[d + 3] = fg_from_f32<T>(acc3 * inv);
+        }
+        }
+    } else {
+        if (n <= FG_WAVE_SIZE) {
+            const float l = lane < n ? merge_ld<CG>(a.partial_lse + s_lane * heads + hl) : -INFINITY;
+            mx = l;
+#pragma unroll
+            for (int off = FG_WAVE_SIZE / 2; off > 0; off >>= 1) mx = fmaxf(mx, fg_shfl_xor(full, mx, off));
+            w_lane = mx != -INFINITY && lane < n ? expf(l - mx) : 0.f;
+            sum = fg_wave_sum(w_lane);
+        } else {
+            for (int i = b; i < e; ++i) mx = fmaxf(mx, merge_ld<CG>(a.partial_lse + (size_t)a.merge_slot[i] * heads + hl));
+            if (mx != -INFINITY)
+                for (int i = b; i < e; ++i) sum += expf(merge_ld<CG>(a.partial_lse + (size_t)a.merge_slot[i] * heads + hl) - mx);
+        }
+        const float inv = sum > 0.f ? 1.f / sum : 0.f;
+        /* d0 is uniform over the wave: every lane reaches the shuffles, also when dv leaves
+         * some lanes without head dims. */
+        for (int d0 = 0; d0 < dv; d0 += FG_WAVE_SIZE * 4) {
+            const int d = d0 + lane * 4;
+            const bool has_d = d < dv;
+            float acc0 = 0.f, acc1 = 0.f, acc2 = 0.f, acc3 = 0.f;
+            if (sum > 0.f && n <= FG_WAVE_SIZE) {
+                /* slot j's index and weight from lane j: the O loads have no dependence */
+#pragma unroll 8
+                for (int j = 0; j < n; ++j) {
+                    const size_t s = (size_t)__float_as_int(fg_shfl_idx(full, __int_as_float((int)s_lane), j));
+                    const float w = fg_shfl_idx(full, w_lane, j);
+                    if (!has_d) continue;
+                    const float4 p = merge_ld4<CG>(a.partial_o + (s * heads + hl) * dv + d);
+                    acc0 += w * p.x;
+                    acc1 += w * p.y;
+                    acc2 += w * p.z;
+                    acc3 += w * p.w;
+                }
+            } else if (sum > 0.f && has_d) {
+#pragma unroll 4
+                for (int i = b; i < e; ++i) {
+                    const size_t s = (size_t)a.merge_slot[i];
+                    const float w = expf(merge_ld<CG>(a.partial_lse + s * heads + hl) - mx);
+                    const float4 p = merge_ld4<CG>(a.partial_o + (s * heads + hl) * dv + d);
+                    acc0 += w * p.x;
+                    acc1 += w * p.y;
+                    acc2 += w * p.z;
+                    acc3 += w * p.w;
+                }
+            }
+            if (!has_d) continue;
+            o[d] = fg_from_f32<T>(acc0 * inv);
+            o[d + 1] = fg_from_f32<T>(acc1 * inv);
+            o[d + 2] = fg_from_f32<T>(acc2 * inv);
+            o[d + 3] = fg_from_f32<T>(acc3 * inv);
+        }
     }
     if (lane == 0 && a.lse)
         a.lse[(int64_t)qt * a.lse_stride_token + (int64_t)h * a.lse_stride_head] =
             sum > 0.f ? mx + logf(sum) : -INFINITY;
 }
 
-template <int T>
+template <int T, bool FAST>
 __global__ void __launch_bounds__(kMergeThreads) merge_states(fg_kernel_args a) {
+    const int waves = kMergeThreads / FG_WAVE_SIZE;
+    const int lane = threadIdx.x % FG_WAVE_SIZE;
+    const int heads = a.kv_head_count * a.group;
+    const int64_t pairs = (int64_t)a.num_qtok * heads;
+    int64_t pr = (int64_t)blockIdx.x * waves + threadIdx.x / FG_WAVE_SIZE;
+    merge_slots m = {0, 0, 0};
+    if (pr < pairs) m = merge_slots_of(a, (int)(pr / heads), lane); /* before the wait: plan data */
 #if FG_CUDA && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     /* Launched as a programmatic dependent of the partial kernel (sm_90, fg_kernels_launch):
      * wait until that grid has completed and its writes are visible. No-op otherwise. */
     asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
-    const int waves = kMergeThreads / FG_WAVE_SIZE;
-    const int lane = threadIdx.x % FG_WAVE_SIZE;
-    const int heads = a.kv_head_count * a.group;
-    const int64_t pairs = (int64_t)a.num_qtok * heads;
-    for (int64_t pr = (int64_t)blockIdx.x * waves + threadIdx.x / FG_WAVE_SIZE; pr < pairs;
-         pr += (int64_t)gridDim.x * waves)
-        merge_pair<T, false>(a, (int)(pr / heads), (int)(pr % heads), lane);
+    for (bool first = true; pr < pairs; pr += (int64_t)gridDim.x * waves, first = false) {
+        const int qt = (int)(pr / heads);
+        if (!first) m = merge_slots_of(a, qt, lane);
+        merge_pair<T, false, FAST>(a, qt, (int)(pr % heads), lane, m);
+    }
 }
 
 /* ------------------------------------------------------------------ matrix path */
@@ -1021,7 +1129,7 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
                 const int nr = min(kMmaThreads, nrows - c);
                 for (int pr = warp; pr < nr * a.group; pr += kMmaWarps) {
                     const int qt = last[pr / a.group];
-                    if (qt >= 0) merge_pair<T, true>(a, qt, g * a.group + pr % a.group, lane);
+                    if (qt >= 0) merge_pair<T, true, false>(a, qt, g * a.group + pr % a.group, lane, merge_slots_of(a, qt, lane));
                 }
             }
             __syncthreads(); /* last[] (in Ks) read before the next task's tiles land there */
@@ -1320,6 +1428,7 @@ hipError_t fg_kernels_launch(const fg_kernel_args *a, int path, hipStream_t stre
         const int64_t pairs = (int64_t)a->num_qtok * a->kv_head_count * a->group;
         const int64_t want = (pairs + kMergeThreads / FG_WAVE_SIZE - 1) / (kMergeThreads / FG_WAVE_SIZE);
         const int grid = (int)(want < 65535 ? want : 65535);
+        const bool fast = pairs <= kMergeFastPairs;
 #if FG_CUDA
         if (g_merge_pdl && path == FG_PATH_MMA && a->num_blocks > 0) {
             cudaLaunchConfig_t cfg = {};
@@ -1332,14 +1441,20 @@ hipError_t fg_kernels_launch(const fg_kernel_args *a, int path, hipStream_t stre
             at[0].val.programmaticStreamSerializationAllowed = 1;
             cfg.attrs = at;
             cfg.numAttrs = 1;
-            return a->q_dtype == FG_T_F16 ? cudaLaunchKernelEx(&cfg, merge_states<FG_T_F16>, *a)
-                                          : cudaLaunchKernelEx(&cfg, merge_states<FG_T_BF16>, *a);
+            if (fast)
+                return a->q_dtype == FG_T_F16 ? cudaLaunchKernelEx(&cfg, merge_states<FG_T_F16, true>, *a)
+                                              : cudaLaunchKernelEx(&cfg, merge_states<FG_T_BF16, true>, *a);
+            return a->q_dtype == FG_T_F16 ? cudaLaunchKernelEx(&cfg, merge_states<FG_T_F16, false>, *a)
+                                          : cudaLaunchKernelEx(&cfg, merge_states<FG_T_BF16, false>, *a);
         }
 #endif
-        if (a->q_dtype == FG_T_F16)
-            merge_states<FG_T_F16><<<grid, kMergeThreads, 0, stream>>>(*a);
-        else
-            merge_states<FG_T_BF16><<<grid, kMergeThreads, 0, stream>>>(*a);
+        if (a->q_dtype == FG_T_F16) {
+            if (fast) merge_states<FG_T_F16, true><<<grid, kMergeThreads, 0, stream>>>(*a);
+            else merge_states<FG_T_F16, false><<<grid, kMergeThreads, 0, stream>>>(*a);
+        } else {
+            if (fast) merge_states<FG_T_BF16, true><<<grid, kMergeThreads, 0, stream>>>(*a);
+            else merge_states<FG_T_BF16, false><<<grid, kMergeThreads, 0, stream>>>(*a);
+        }
         e = hipGetLastError();
     }
     return e;

@@ -115,7 +115,7 @@ static inline hipError_t fg_graph_instantiate(hipGraphExec_t *exec, hipGraph_t g
 #define FG_WAVE_SIZE 32
 #endif
 
-/* The one shuffle wrapper. CUDA wants a 32-bit participation mask (all lanes of a
+/* The shuffle wrappers. CUDA wants a 32-bit participation mask (all lanes of a
  * warp of 32); HIP's __shfl_xor takes none but its waves may be 64 wide. */
 __device__ __forceinline__ float fg_shfl_xor(uint64_t lane_mask, float v, int lane_xor) {
 #if FG_CUDA
@@ -123,6 +123,16 @@ __device__ __forceinline__ float fg_shfl_xor(uint64_t lane_mask, float v, int la
 #else
     (void)lane_mask;
     return __shfl_xor(v, lane_xor, FG_WAVE_SIZE);
+#endif
+}
+
+/* Lane src's value of v, for every lane (the merge broadcasts per-slot weights). */
+__device__ __forceinline__ float fg_shfl_idx(uint64_t lane_mask, float v, int src) {
+#if FG_CUDA
+    return __shfl_sync((unsigned)lane_mask, v, src, FG_WAVE_SIZE);
+#else
+    (void)lane_mask;
+    return __shfl(v, src, FG_WAVE_SIZE);
 #endif
 }
 
