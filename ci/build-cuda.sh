@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Compile check of the NVIDIA path (no GPU needed): configures a CUDA build for sm_80 and
-# sm_90 with the nvcc on this machine and builds the library and the GPU tests. Prints
+# sm_90a with the nvcc on this machine and builds the library and the GPU tests. Prints
 # what it built (kernels, registers, spills) and exits non-zero on any failure.
 #   bash ci/build-cuda.sh            # build dir: build/cuda (FG_BUILD_ROOT overrides build)
-# Environment: FG_CUDA_ARCHS (default "80;90"), FG_JOBS (default 2), CUDACXX / PATH for nvcc.
+# Environment: FG_CUDA_ARCHS (default "80;90a"), FG_JOBS (default 2), CUDACXX / PATH for nvcc.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BUILD="${FG_BUILD_ROOT:-build}/cuda"
-ARCHS="${FG_CUDA_ARCHS:-80;90}"
+ARCHS="${FG_CUDA_ARCHS:-80;90a}"
 JOBS="${FG_JOBS:-2}"
 mkdir -p "$BUILD"
 

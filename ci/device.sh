@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Everything that needs the GPU, in one command (device time is scarce: one call builds,
 # tests and times). On an NVIDIA machine with nvcc, cmake and ninja:
-#   bash ci/device.sh [--sanitize] [--arch 90] [--bench-args "--only W5 --runs 20"] [--no-bench]
+#   bash ci/device.sh [--sanitize] [--arch 90a] [--bench-args "--only W5 --runs 20"] [--no-bench]
 #                     [--no-tests] [--calibrate [--bench-measured]] [--compare-v1 "W4,W5"]
 #                     [--ncu "W4,W5"] [--compare-kernels "1 4"] [--timing "4 8"]
-#                     [--compare-env "FG_GPU_FUSED_MERGE=0 FG_GPU_FUSED_MERGE=1"]
-# 1. builds Release with the CUDA backend for sm_<arch> in build-device/;
+#                     [--compare-env "FG_GPU_FUSED_MERGE=0 FG_GPU_FUSED_MERGE=1"] [--test-env "FG_GPU_KERNEL=9"]
+# 1. builds Release with the CUDA backend for sm_<arch> (default 90a: wgmma) in build-device/;
 # 2. runs the GPU tests (ctest -L gpu) and, with --sanitize, compute-sanitizer memcheck
-#    and racecheck on shortened GPU tests;
+#    and racecheck on shortened GPU tests; with --test-env "VAR=VAL ...", the GPU tests again
+#    under each assignment;
 # 3. runs perf/forgeattn-bench --backend cuda --full and prints its table last;
 # 4. with --calibrate: forgeattn-calibrate measures the device's cost-model table into
 #    $OUT/<arch>-<SMs>-measured.txt and checks its predictions on W1..W5 (--check); with
@@ -28,8 +29,8 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
-SANITIZE=0; ARCH=90; BENCH=1; BENCH_ARGS=""; TESTS=1; CALIBRATE=0; BENCH_MEASURED=0; COMPARE_V1=""
-NCU=""; COMPARE_KERNELS=""; TIMING=""; COMPARE_ENV=""
+SANITIZE=0; ARCH=90a; BENCH=1; BENCH_ARGS=""; TESTS=1; CALIBRATE=0; BENCH_MEASURED=0; COMPARE_V1=""
+NCU=""; COMPARE_KERNELS=""; TIMING=""; COMPARE_ENV=""; TEST_ENV=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) SANITIZE=1 ;;
@@ -43,6 +44,7 @@ while [ $# -gt 0 ]; do
     --ncu) NCU="$2"; shift ;;
     --compare-kernels) COMPARE_KERNELS="$2"; shift ;;
     --compare-env) COMPARE_ENV="$2"; shift ;;
+    --test-env) TEST_ENV="$2"; shift ;;
     --timing) TIMING="$2"; shift ;;
     *) echo "device.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -130,6 +132,13 @@ else
   grep -E "tests passed|Test +#|Failed|FAILED" "$LOGDIR/ctest-gpu.log" | tail -15
   [ $rc -ne 0 ] && grep -B2 -A25 "FAILED\|\[  ERROR" "$LOGDIR/ctest-gpu.log" | head -60
   SUMMARY+=("gpu ctest: $(grep -E 'tests passed' "$LOGDIR/ctest-gpu.log" | tail -1)")
+  for asg in $TEST_ENV; do  # the GPU tests again under each VAR=VALUE (e.g. another kernel)
+    log="$LOGDIR/ctest-gpu-${asg//[^A-Za-z0-9_]/-}.log"
+    (cd "$BUILD" && env "$asg" ctest -R '^gpu\.' -j 6 --output-on-failure --timeout "${FG_CTEST_TIMEOUT:-600}") >"$log" 2>&1
+    rc=$?
+    [ $rc -ne 0 ] && grep -B2 -A25 "FAILED\|\[  ERROR" "$log" | head -60
+    SUMMARY+=("gpu ctest [$asg]: $(grep -E 'tests passed' "$log" | tail -1)")
+  done
 fi
 
 # ---- compute-sanitizer
@@ -196,7 +205,7 @@ for rep in 1 2; do
   for ev in $COMPARE_ENV; do
     [ -x "$BUILD/perf/forgeattn-bench" ] || break
     env "$ev" timeout 200 "$BUILD/perf/forgeattn-bench" --backend cuda --full --markdown \
-      $BENCH_ARGS >"$LOGDIR/bench-env-${ev//=/-}-$rep.txt" 2>&1
+      $BENCH_ARGS >"$LOGDIR/bench-env-${ev//[^A-Za-z0-9_.]/-}-$rep.txt" 2>&1
     echo "bench $ev (pass $rep) rc=$?"
   done
 done
@@ -286,7 +295,7 @@ for kv in $COMPARE_KERNELS; do
 done
 for rep in 1 2; do
   for ev in $COMPARE_ENV; do
-    f="$LOGDIR/bench-env-${ev//=/-}-$rep.txt"
+    f="$LOGDIR/bench-env-${ev//[^A-Za-z0-9_.]/-}-$rep.txt"
     [ -f "$f" ] && { echo "---- $ev (pass $rep)"; grep -E "^\|" "$f"; }
   done
 done

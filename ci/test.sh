@@ -12,7 +12,7 @@
 #   ctest      every test of the release build (GPU tests exit 77 = skipped without a GPU)
 #   sanitize   ASan + UBSan (+ LSan leak checks) build of the whole CPU suite, build/sanitize
 #   ctest-san  every test of the sanitizer build
-#   cuda       ci/build-cuda.sh (sm_80/sm_90 compile check) when nvcc is present
+#   cuda       ci/build-cuda.sh (sm_80/sm_90a compile check) when nvcc is present
 #   amd        ci/build-amd.sh (gfx908/gfx90a/gfx1030 compile check with Debian's hipcc)
 #   bench      smoke run: forgeattn-bench --quick on the best backend present
 #   plantime   forgeattn-calibrate --plan-time (CPU context, then as an H100 context would

@@ -29,6 +29,7 @@
 #include "compat.h"
 #include "kernels.h"
 #include "partial_mfma.h"
+#include "wgmma_sm90.h"
 
 namespace {
 
@@ -672,13 +673,39 @@ template <int N> struct FgIc { static constexpr int value = N; };
  * groups of BN * nrw / 4 tokens each; every warp keeps its own online-softmax state over
  * its column group, and the states are combined through shared memory (the K/V stages,
  * free by then) before the epilogue. Fixed combine order: bitwise reproducible. */
-template <int T, int D, bool V5, bool PF = false, bool SP = false, bool FU = false>
+/* v9 (WG = true, sm_90a builds only): the same tiles, tables and softmax, with both
+ * products on the warpgroup MMA (wgmma.mma_async: the block's 4 warps are one warpgroup,
+ * M = 64). B comes straight from shared memory through a descriptor, so the K and V
+ * tiles are not re-read into registers by every warp (ldmatrix, 4x per tile) and the
+ * tensor cores run asynchronously to the issuing warps. The K/V stages use wgmma's
+ * 128-byte-swizzle layout: per 64-column half of the head dim, 128-byte rows in 8-row
+ * groups of 1024 bytes; K is read K-major (S = Q K^T), V MN-major (O += P V, the
+ * transposed-B mode). A (Q, then P) stays in registers in mma.sync's A-fragment layout,
+ * which is wgmma's; the accumulators have mma.sync's C layout, so the mask and the
+ * online softmax are v4's code. Every warp takes part even past M (padding rows see
+ * no key). */
+template <int D> __device__ __forceinline__ int wg_tile_off(int r, int c) {
+    return (c >> 3) * (MmaCfg<D>::BN * 64) + r * 64 + ((c & 7) ^ (r & 7)) * 8;
+}
+/* Element offset of 16-byte chunk c of K/V tile row r: v4's swizzled rows, or v9's layout. */
+template <int D, bool WG> __device__ __forceinline__ int kv_off(int r, int c) {
+    return WG ? wg_tile_off<D>(r, c) : r * D + fg_swizzle_chunk(r, c) * 8;
+}
+
+template <int T, int D, bool V5, bool PF = false, bool SP = false, bool FU = false, bool WG = false>
 __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     using C = MmaCfg<D>;
     constexpr int BN = C::BN, CPR = C::CPR, RPP = C::RPP;
     static_assert(2 * BN <= kMmaThreads && BN % RPP == 0, "v4 table fill needs 2 x BN <= threads");
-    extern __shared__ __align__(16) unsigned char smem[];
+    static_assert(!WG || (D <= 128 && BN == 64 && !SP && !FU), "v9: head_dim <= 128, full tiles");
+#if !defined(FG_HAVE_WGMMA)
+    if constexpr (WG) return; /* never launched: fg_kernels_init probes for sm_90a code */
+#endif
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    /* v9: the swizzled tiles need 1024-byte alignment; the launch adds 1 KiB for it. */
+    unsigned char *smem = smem_raw;
+    if (WG) smem += (1024u - ((unsigned)__cvta_generic_to_shared(smem_raw) & 1023u)) & 1023u;
     uint16_t *Qs = (uint16_t *)smem;
     uint16_t *Ks = (uint16_t *)(smem + C::q_bytes);
     uint16_t *Vs = (uint16_t *)(smem + C::q_bytes + C::kv_bytes);
@@ -820,6 +847,10 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
                 }
             }
             const bool warp_active = mb + rw * 16 < M;
+            /* v9: every row block on the warpgroup MMA. Choosing mma.sync for row blocks
+             * of <= 32 rows in the same kernel (both paths compiled in) spilled 144 bytes
+             * and was 36% slower on W4 (perf/NOTES-gpu.md, session 8). */
+            const bool wg_rb = WG;
             float oacc[D / 8][4];
 #pragma unroll
             for (int i = 0; i < D / 8; i++) oacc[i][0] = oacc[i][1] = oacc[i][2] = oacc[i][3] = 0.f;
@@ -906,7 +937,7 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
                             vp = v + (int64_t)pg * a.v_stride_page + slot * a.v_stride_token + v_head + lchunk * 8;
                             bytes = 16;
                         }
-                        const int off = r * D + fg_swizzle_chunk(r, lchunk) * 8;
+                        const int off = kv_off<D, WG>(r, lchunk);
                         fg_cp_async16(kd + off, kp, bytes);
                         fg_cp_async16(vd + off, vp, bytes);
                     }
@@ -930,18 +961,46 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
                 for (int t = 0; t < ntiles; ++t) {
                     const int st = t & 1, ts = t % 3;
                     fg_cp_async_wait<0>();
+#if defined(FG_HAVE_WGMMA)
+                    if (WG) fg_fence_proxy_async(); /* the copies, visible to wgmma's reads */
+#endif
                     __syncthreads(); /* tile t and table t+1 visible; stage st^1, slot (t+2)%3 free */
                     if (t + 1 < ntiles) issue_tile((t + 1) % 3, st ^ 1);
                     const bool filling = fill_r >= 0 && t + 2 < ntiles;
                     int f_pos = 0, f_sgi = 0, f_pg = 0;
                     if (filling) fill_start(t + 2, fill_r, f_pos, f_sgi, f_pg);
-                    if (warp_active) {
+                    if (wg_rb || warp_active) {
                     auto step = [&](auto nc_c, const int c0) {
                     constexpr int NC = decltype(nc_c)::value;
                     const uint16_t *kt = Ks + st * BN * D, *vt = Vs + st * BN * D;
                     float sacc[NC / 8][4];
 #pragma unroll
                     for (int i = 0; i < NC / 8; i++) sacc[i][0] = sacc[i][1] = sacc[i][2] = sacc[i][3] = 0.f;
+#if defined(FG_HAVE_WGMMA)
+                    if (wg_rb) {
+                        if constexpr (WG && NC == 64 && D <= 128) {
+                        uint32_t af[D / 16][4]; /* all of Q's fragments first: wgmma reads them late */
+#pragma unroll
+                        for (int ks = 0; ks < D / 16; ks++) {
+                            const int qr = rw * 16 + fg_ldm_a_row(lane);
+                            ldsm_x4(af[ks], Qs + qr * D + fg_swizzle_chunk(qr, 2 * ks + fg_ldm_a_chunk(lane)) * 8);
+                        }
+                        const uint32_t kb = (uint32_t)__cvta_generic_to_shared(kt);
+                        fg_wgmma_fence();
+#pragma unroll
+                        for (int ks = 0; ks < D / 16; ks++)
+                            fg_wgmma<T, BN, 0>(&sacc[0][0], af[ks],
+                                               fg_wgmma_desc_sw128(kb + (ks >> 2) * (BN * 128) + (ks & 3) * 32, 16, 1024), 1);
+                        fg_wgmma_commit();
+                        fg_wgmma_wait<0>();
+#pragma unroll
+                        for (int i = 0; i < NC / 8; i++)
+#pragma unroll
+                            for (int j = 0; j < 4; j++) fg_wgmma_pin(sacc[i][j]);
+                        }
+                    } else
+#endif
+                    {
 #pragma unroll
                     for (int ks = 0; ks < D / 16; ks++) {
                         uint32_t af[4];
@@ -951,10 +1010,11 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
                         for (int np = 0; np < NC / 16; np++) {
                             uint32_t bf[4];
                             const int kr = c0 + np * 16 + fg_ldm_bk_row(lane);
-                            ldsm_x4(bf, kt + kr * D + fg_swizzle_chunk(kr, 2 * ks + fg_ldm_bk_chunk(lane)) * 8);
+                            ldsm_x4(bf, kt + kv_off<D, WG>(kr, 2 * ks + fg_ldm_bk_chunk(lane)));
                             mma16816<T>(sacc[2 * np], af, bf[0], bf[1]);
                             mma16816<T>(sacc[2 * np + 1], af, bf[2], bf[3]);
                         }
+                    }
                     }
                     /* Mask (segment rank range, causal limit, past the stream's end) and
                      * the online-softmax update, per accumulator row. */
@@ -999,6 +1059,33 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
                         oacc[dt][3] *= alpha[1];
                     }
                     /* The S accumulator layout of two n8 tiles is the A fragment of one k16 step. */
+#if defined(FG_HAVE_WGMMA)
+                    if (wg_rb) {
+                        if constexpr (WG && NC == 64 && D <= 128) {
+                        uint32_t pf[NC / 16][4];
+#pragma unroll
+                        for (int kk = 0; kk < NC / 16; kk++) {
+                            pf[kk][0] = fg_pack2<T>(sacc[2 * kk][0], sacc[2 * kk][1]);
+                            pf[kk][1] = fg_pack2<T>(sacc[2 * kk][2], sacc[2 * kk][3]);
+                            pf[kk][2] = fg_pack2<T>(sacc[2 * kk + 1][0], sacc[2 * kk + 1][1]);
+                            pf[kk][3] = fg_pack2<T>(sacc[2 * kk + 1][2], sacc[2 * kk + 1][3]);
+                        }
+                        const uint32_t vb = (uint32_t)__cvta_generic_to_shared(vt);
+                        fg_wgmma_fence();
+#pragma unroll
+                        for (int kk = 0; kk < NC / 16; kk++)
+                            fg_wgmma<T, D, 1>(&oacc[0][0], pf[kk],
+                                              fg_wgmma_desc_sw128(vb + kk * 16 * 128, BN * 128, 1024), 1);
+                        fg_wgmma_commit();
+                        fg_wgmma_wait<0>();
+#pragma unroll
+                        for (int i = 0; i < D / 8; i++)
+#pragma unroll
+                            for (int j = 0; j < 4; j++) fg_wgmma_pin(oacc[i][j]);
+                        }
+                    } else
+#endif
+                    {
 #pragma unroll
                     for (int kk = 0; kk < NC / 16; kk++) {
                         uint32_t pf[4];
@@ -1010,10 +1097,11 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
                         for (int dp = 0; dp < D / 16; dp++) {
                             uint32_t bf[4];
                             const int vr = c0 + kk * 16 + fg_ldm_bv_row(lane);
-                            ldsm_x4_trans(bf, vt + vr * D + fg_swizzle_chunk(vr, 2 * dp + fg_ldm_bv_chunk(lane)) * 8);
+                            ldsm_x4_trans(bf, vt + kv_off<D, WG>(vr, 2 * dp + fg_ldm_bv_chunk(lane)));
                             mma16816<T>(oacc[2 * dp], pf, bf[0], bf[1]);
                             mma16816<T>(oacc[2 * dp + 1], pf, bf[2], bf[3]);
                         }
+                    }
                     }
                     };
                     if (!SP || nrw == 4) step(FgIc<BN>{}, 0);
@@ -1183,6 +1271,36 @@ bool fused_merge_on(int path) {
 #endif
 }
 
+#if FG_CUDA
+/* Writes 1 where the code that runs on this device was compiled with sm_90a's features
+ * (wgmma), 0 elsewhere: a build for sm_80/sm_90 alone has no v9 kernel body. */
+__global__ void wgmma_probe(int *out) {
+#if defined(FG_HAVE_WGMMA)
+    *out = 1;
+#else
+    *out = 0;
+#endif
+}
+#endif
+/* At context creation only (it synchronizes). */
+hipError_t wgmma_compiled(bool *yes) {
+    *yes = false;
+#if FG_CUDA
+    int *d = nullptr, h = 0;
+    hipError_t e = hipMalloc((void **)&d, sizeof(int));
+    if (e != hipSuccess) return e;
+    wgmma_probe<<<1, 1>>>(d);
+    e = hipGetLastError();
+    if (e == hipSuccess) e = hipMemcpy(&h, d, sizeof(int), hipMemcpyDeviceToHost);
+    hipFree(d);
+    if (e == hipErrorNoKernelImageForDevice) { (void)hipGetLastError(); return hipSuccess; }
+    *yes = e == hipSuccess && h == 1;
+    return e;
+#else
+    return hipSuccess;
+#endif
+}
+
 template <int T, int D> hipError_t launch_partial(const fg_kernel_args *a, int path, hipStream_t s) {
 #if FG_CUDA
     if (path == FG_PATH_MMA) {
@@ -1193,6 +1311,9 @@ template <int T, int D> hipError_t launch_partial(const fg_kernel_args *a, int p
             partial_mma4<T, D, true><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4, s>>>(*a);
         else if (g_kernel_version == 7)
             partial_mma4<T, D, false, true><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4, s>>>(*a);
+        else if (g_kernel_version == 9 && D <= 128)
+            partial_mma4<T, (D <= 128 ? D : 128), false, false, false, false, true>
+                <<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4 + 1024, s>>>(*a);
         else if (g_kernel_version == 4 && fused)
             partial_mma4<T, D, false, false, false, true><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4, s>>>(*a);
         else if (g_kernel_version == 4)
@@ -1246,8 +1367,15 @@ hipError_t fg_kernels_init(bool mma) {
             g_fused_merge = fe && atoi(fe) != 0;
         }
         g_kernel_version = 4;
-        if (kv && (atoi(kv) == 1 || atoi(kv) == 5 || atoi(kv) == 7 || atoi(kv) == 8)) g_kernel_version = atoi(kv);
+        if (kv && (atoi(kv) == 1 || atoi(kv) == 5 || atoi(kv) == 7 || atoi(kv) == 8 || atoi(kv) == 9))
+            g_kernel_version = atoi(kv);
         hipError_t e;
+        if (g_kernel_version == 9) { /* v9 only where this build has sm_90a code for the device */
+            bool wg = false;
+            e = wgmma_compiled(&wg);
+            if (e != hipSuccess) return e;
+            if (!wg) g_kernel_version = 4;
+        }
 #define FG_SET_SMEM(T, D)                                                                          \
     e = hipFuncSetAttribute((const void *)partial_mma<T, D>,                                        \
                             hipFuncAttributeMaxDynamicSharedMemorySize, (int)MmaCfg<D>::smem);      \
@@ -1270,7 +1398,12 @@ hipError_t fg_kernels_init(bool mma) {
     if (e != hipSuccess) return e;                                                                 \
     e = hipFuncSetAttribute((const void *)partial_mma4<T, D, false, false, true>,                   \
                             hipFuncAttributeMaxDynamicSharedMemorySize, (int)MmaCfg<D>::smem4);     \
-    if (e != hipSuccess) return e;
+    if (e != hipSuccess) return e;                                                                 \
+    if (D <= 128) {                                                                                \
+        e = hipFuncSetAttribute((const void *)partial_mma4<T, (D <= 128 ? D : 128), false, false, false, false, true>, \
+                                hipFuncAttributeMaxDynamicSharedMemorySize, (int)MmaCfg<D>::smem4 + 1024); \
+        if (e != hipSuccess) return e;                                                             \
+    }
         FG_SET_SMEM4(FG_T_F16, 64) FG_SET_SMEM4(FG_T_F16, 128) FG_SET_SMEM4(FG_T_F16, 256)
         FG_SET_SMEM4(FG_T_BF16, 64) FG_SET_SMEM4(FG_T_BF16, 128) FG_SET_SMEM4(FG_T_BF16, 256)
 #undef FG_SET_SMEM4
@@ -1284,6 +1417,13 @@ hipError_t fg_kernels_init(bool mma) {
 hipError_t fg_kernels_occupancy(int head_dim, int path, int *blocks_per_unit) {
     *blocks_per_unit = 0;
 #if FG_CUDA
+    if (path == FG_PATH_MMA && g_kernel_version == 9 && head_dim <= 128) {
+        if (head_dim == 64)
+            return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma4<FG_T_F16, 64, false, false, false, false, true>, kMmaThreads, MmaCfg<64>::smem4 + 1024);
+        if (head_dim == 128)
+            return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma4<FG_T_F16, 128, false, false, false, false, true>, kMmaThreads, MmaCfg<128>::smem4 + 1024);
+        return hipErrorInvalidValue;
+    }
     if (path == FG_PATH_MMA && g_kernel_version >= 4) {
         switch (head_dim) {
         case 64: return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma4<FG_T_F16, 64, false>, kMmaThreads, MmaCfg<64>::smem4);

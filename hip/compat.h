@@ -38,6 +38,7 @@
 #define hipSuccess cudaSuccess
 #define hipErrorNoDevice cudaErrorNoDevice
 #define hipErrorInvalidValue cudaErrorInvalidValue
+#define hipErrorNoKernelImageForDevice cudaErrorNoKernelImageForDevice
 #define hipErrorInsufficientDriver cudaErrorInsufficientDriver
 #define hipGetErrorString cudaGetErrorString
 #define hipGetErrorName cudaGetErrorName

@@ -3,10 +3,13 @@
 # so the .hip files are compiled as CUDA (CMake passes -x cu) and hip/compat.h maps the
 # hip* names: no HIP install is needed.
 
-# sm_80 (A100) and sm_90 (H100) by default; -DCMAKE_CUDA_ARCHITECTURES=... overrides.
-# Must be set before enable_language, which otherwise picks the compiler's default.
+# sm_80 (A100) and sm_90a (H100/H200: sm_90 plus the arch-specific wgmma that kernel v9
+# needs) by default; -DCMAKE_CUDA_ARCHITECTURES=... overrides. A plain "90" build runs
+# kernel v4 on those devices (fg_kernels_init probes which code the device got). Newer
+# GPUs JIT the sm_80 PTX. Must be set before enable_language, which otherwise picks the
+# compiler's default.
 if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
-  set(CMAKE_CUDA_ARCHITECTURES "80;90")
+  set(CMAKE_CUDA_ARCHITECTURES "80;90a")
 endif()
 enable_language(CUDA)
 find_package(CUDAToolkit REQUIRED)
