@@ -1247,6 +1247,8 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
  * current task; measured no faster than 4, session 4),
  * 8 (partial_mma4<SP = true>: v4 + a row block of <= 32 rows splits each tile's columns
  * over the idle warps, states combined in shared memory; session 5),
+ * 9 (partial_mma4<WG = true>: v4's tiles with both products on sm_90a's warpgroup MMA;
+ * builds with sm_90a code only, else 4; measured slower than 4 except W5, session 8),
  * 1 (partial_mma, the first version: the baseline the others are measured against).
  * The cross-task tile stream (partial_mma3, versions 3 and 6) was slower than 4 on every
  * workload (perf/NOTES-gpu.md, sessions 2 and 4) and was removed in session 7; it is in
