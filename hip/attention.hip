@@ -1240,9 +1240,10 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
 #endif /* FG_CUDA */
 
 /* Which matrix kernel runs (FG_GPU_KERNEL in the environment at context creation):
- * 4 (default: partial_mma4, v1's tiles with the per-tile row table built a step ahead),
+ * 4 (default: partial_mma4, v1's tiles with the per-tile row table built a step ahead;
+ * plans with items of more than 16 rows run it as 5, measured faster there),
  * 5 (partial_mma4<V5 = true>: v4 + Q by cp.async and the segment table kept across row
- * blocks; measured no faster than 4, kept for experiments),
+ * blocks; for every plan),
  * 7 (partial_mma4<PF = true>: v4 + the next task's metadata chain loaded during the
  * current task; measured no faster than 4, session 4),
  * 8 (partial_mma4<SP = true>: v4 + a row block of <= 32 rows splits each tile's columns
@@ -1316,6 +1317,12 @@ template <int T, int D> hipError_t launch_partial(const fg_kernel_args *a, int p
         else if (g_kernel_version == 9 && D <= 128)
             partial_mma4<T, (D <= 128 ? D : 128), false, false, false, false, true>
                 <<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4 + 1024, s>>>(*a);
+        else if (g_kernel_version == 4 && !fused && a->max_item_rows * a->group > 16)
+            /* Row blocks of more than 16 rows: v5 loads Q by cp.async, all rows' loads in
+             * flight at once where v4's copy loop waits on each row's index then its Q row:
+             * W3 -2.5 us, W5 -0.7, W1n32 and W2 within noise; W1n16 (16 rows) and decode
+             * stay on v4 (session 8). */
+            partial_mma4<T, D, true><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4, s>>>(*a);
         else if (g_kernel_version == 4 && fused)
             partial_mma4<T, D, false, false, false, true><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4, s>>>(*a);
         else if (g_kernel_version == 4)
