@@ -245,18 +245,82 @@ static void geometry(int32_t L, int32_t want, int32_t tile, int32_t *size, int32
  * c x n once per copy, in that order, so they round as before. */
 typedef struct crun { double c; int64_t n; int64_t m; } crun;
 
-/* Appends (c, n), as one more copy of the last entry when that has the same cost and
- * count. NULL: out of memory. */
-static inline crun *push_run(vec *runs, double c, int64_t n) {
-    crun *last = runs->n ? (crun *)runs->p + runs->n - 1 : NULL;
-    if (last && last->c == c && last->n == n) { /* == as the sort compares: same class */
-        last->m++;
-        return last;
+/* The runs being listed. A run (c, n) also joins the latest earlier entry of cost c
+ * when that has count n, even with runs of other costs listed since: the stable sort
+ * by cost puts it right after that entry anyway (no run of cost c lies between), so
+ * the sorted entries expand to the same single runs, and a tree's DFS order, which
+ * interleaves a few shapes (a node, its leaves, the next node), lists a handful of
+ * entries instead of one per node. The latest entries of the last LIST_COSTS costs
+ * are looked up; a cost not among them starts an entry (less merging, same result).
+ * The entry being added to is held in `cur` (in registers) until another cost comes:
+ * counted up in the list, its copies made a chain of loads and stores through memory. */
+#define LIST_COSTS 4
+typedef struct run_list {
+    vec *runs;
+    crun cur;      /* m == 0: none */
+    int64_t at;    /* cur's place in the list, or -1: a new entry */
+    double lc[LIST_COSTS];     /* costs of recent entries... */
+    int64_t li[LIST_COSTS];    /* ...and where the latest entry of each is (-1: none) */
+    int next;
+} run_list;
+
+static void run_list_init(run_list *l, vec *runs) {
+    runs->n = 0;
+    l->runs = runs;
+    l->cur.m = 0;
+    l->at = -1;
+    for (int k = 0; k < LIST_COSTS; k++) l->li[k] = -1;
+    l->next = 0;
+}
+
+/* cur into the list (back in its place, or as a new entry, then the latest of its cost).
+ * Nonzero: out of memory. */
+static inline int flush_runs(run_list *l) {
+    if (!l->cur.m) return 0;
+    vec *v = l->runs;
+    if (l->at >= 0) {
+        ((crun *)v->p)[l->at] = l->cur;
+    } else {
+        if (__builtin_expect(v->n >= v->cap, 0) && vec_reserve(v, v->n + 1)) return -1;
+        int k = 0;
+        while (k < LIST_COSTS && !(l->li[k] >= 0 && l->lc[k] == l->cur.c)) k++;
+        if (k == LIST_COSTS) { /* a cost not listed recently: it takes the oldest slot */
+            k = l->next;
+            l->next = (k + 1) % LIST_COSTS;
+        }
+        l->lc[k] = l->cur.c;
+        l->li[k] = v->n;
+        ((crun *)v->p)[v->n++] = l->cur;
     }
-    if (__builtin_expect(runs->n >= runs->cap, 0) && vec_reserve(runs, runs->n + 1)) return NULL;
-    crun *x = (crun *)runs->p + runs->n++;
-    *x = (crun){c, n, 1};
-    return x;
+    l->cur.m = 0;
+    return 0;
+}
+
+/* Appends (c, n) (== as the sort compares: same class). Nonzero: out of memory. */
+static inline int push_run(run_list *l, double c, int64_t n) {
+    if (l->cur.m && l->cur.c == c) {
+        if (l->cur.n == n) {
+            l->cur.m++;
+            return 0;
+        }
+    } else {
+        if (flush_runs(l)) return -1;
+        for (int k = 0; k < LIST_COSTS; k++)
+            if (l->li[k] >= 0 && l->lc[k] == c) {
+                const crun *e = (const crun *)l->runs->p + l->li[k];
+                if (e->n == n) { /* reopened: the latest entry of cost c has count n */
+                    l->cur = *e;
+                    l->cur.m++;
+                    l->at = l->li[k];
+                    return 0;
+                }
+                break;
+            }
+    }
+    if (flush_runs(l)) return -1; /* (cur, if it is of cost c, ends with another count) */
+    l->cur = (crun){c, n, 1};
+    l->at = -1;
+    return 0;
 }
 
 /* Runs sorted by cost, largest first, stably (src/sort_desc.h). */
@@ -293,13 +357,12 @@ typedef struct grp {
     int32_t fold_tail;
     int64_t fold_kv;
     int32_t fold_segs;
+    int32_t tried;          /* refinement: cutting it once more did not help */
     double fold_cmp;
     int32_t size, count;    /* chunk geometry under evaluation */
-    double whole;           /* item cost of the whole node for these rows, less the fixed cost */
     double ic0;             /* item_cost(nt, nt, L, 0, 0): the whole node, all rows partial, no folds */
     double icf;             /* item_cost(nt, nt, L, fold_kv, fold_cmp): the same with its folds */
     int32_t best_size, best_count;
-    int32_t tried;          /* refinement: cutting it once more did not help */
 } grp;
 
 typedef struct eval_result {
@@ -322,7 +385,8 @@ static int evaluate(const dctx *c, const fg_forest *f, const grp *G, int64_t NG,
                     vec *runs, vec *rtmp, double *load, vec *lc, vec *ln, int32_t *scr, vec *seq,
                     double bound_imb, eval_result *r) {
     const int32_t H = c->in->kv_head_count;
-    runs->n = 0;
+    run_list rl;
+    run_list_init(&rl, runs);
     int64_t merge_rows = 0, tasks = 0;
     for (int64_t g = 0; g < NG; g++) {
         int32_t n = G[g].node;
@@ -331,14 +395,15 @@ static int evaluate(const dctx *c, const fg_forest *f, const grp *G, int64_t NG,
         int32_t cnt = G[g].count, s = G[g].size, last = L - (cnt - 1) * s;
         int32_t partial = rows - (cnt == 1 ? G[g].solo : 0);
         merge_rows += (int64_t)rows * cnt - (cnt == 1 ? G[g].solo : 0);
-        if (cnt > 1 && !push_run(runs, item_cost(c, rows, partial, s, 0, 0.0), (int64_t)(cnt - 1) * H)) return -1;
-        if (!push_run(runs, cnt == 1 && partial == rows
-                                ? G[g].icf
-                                : item_cost(c, rows, partial, last, G[g].fold_kv, G[g].fold_cmp),
-                      H))
+        if (cnt > 1 && push_run(&rl, item_cost(c, rows, partial, s, 0, 0.0), (int64_t)(cnt - 1) * H)) return -1;
+        if (push_run(&rl, cnt == 1 && partial == rows
+                              ? G[g].icf
+                              : item_cost(c, rows, partial, last, G[g].fold_kv, G[g].fold_cmp),
+                     H))
             return -1;
         tasks += (int64_t)cnt * H;
     }
+    if (flush_runs(&rl)) return -1;
     if (vec_reserve(rtmp, runs->n)) return -1;
     r->exact = 0;
     if (bound_imb > 0.0) {
@@ -376,17 +441,25 @@ static int evaluate(const dctx *c, const fg_forest *f, const grp *G, int64_t NG,
             int64_t slots = 0, add = 0;
             int ok = cl > 0.0 && lam >= 0.0;
             double prev = NAN; /* LPT leaves runs of equal loads: each value divided once */
-            for (int32_t k = 0; k < B && ok; k++) {
-                if (load[k] > lam + cl) ok = 0;
-                else if (load[k] <= lam) {
-                    if (load[k] != prev) {
-                        double q = floor((lam - load[k]) / cl);
+            /* Every block is looked at, with one branch per block on the value instead of
+             * three: a block above lam + cl fails the bound whatever the others give, so
+             * stopping there saved nothing, and slots still counts only blocks at or
+             * below lam. */
+            int over = 0;
+            for (int32_t k = 0; k < (ok ? B : 0); k++) {
+                const double x = load[k];
+                over |= x > lam + cl;
+                if (x != prev) {
+                    prev = x;
+                    add = 0;
+                    if (x <= lam) {
+                        double q = floor((lam - x) / cl);
                         add = q < 1e15 ? (int64_t)q + 1 : (int64_t)1e15; /* no overflow on tiny costs */
-                        prev = load[k];
                     }
-                    slots += add;
                 }
+                slots += add;
             }
+            ok = ok && !over;
 #ifdef FG_DIVIDE_DEBUG
             fprintf(stderr, "bound: lam=%.3f c=%.3f slots=%lld tail=%lld ok=%d\n", lam, cl, (long long)slots,
                     (long long)ntail, ok);
@@ -428,10 +501,23 @@ typedef struct ic0_memo {
     int32_t next;
 } ic0_memo;
 
-static inline double ic0_of(const dctx *c, ic0_memo *m, int32_t rows, int32_t L) {
+/* The (rows, L) of the previous call and its value, checked first: sibling leaves come
+ * in runs of one shape, which then skip the search. A struct apart from the memo's
+ * arrays, so that it lives in registers (the search reloaded the arrays every group). */
+typedef struct ic0_last {
+    int32_t rows, L;
+    double v;
+} ic0_last;
+
+static inline double ic0_of(const dctx *c, ic0_memo *m, ic0_last *last, int32_t rows, int32_t L) {
+    if (rows == last->rows && L == last->L) return last->v;
     for (int k = 0; k < 4; k++)
-        if (m->rows[k] == rows && m->L[k] == L) return m->v[k];
+        if (m->rows[k] == rows && m->L[k] == L) {
+            *last = (ic0_last){rows, L, m->v[k]};
+            return m->v[k];
+        }
     const double v = item_cost(c, rows, rows, L, 0, 0.0);
+    *last = (ic0_last){rows, L, v};
     m->rows[m->next] = rows;
     m->L[m->next] = L;
     m->v[m->next] = v;
@@ -585,6 +671,9 @@ FG_NOINLINE static void exact_item_costs(const dctx *c, int32_t num_items, const
     int32_t p_nr[4] = {-1, -1, -1, -1}, p_partial[4] = {-1, -1, -1, -1}, p_next = 0;
     int64_t p_kv[4] = {-1, -1, -1, -1};
     double p_cost[4] = {0.0, 0.0, 0.0, 0.0};
+    int32_t l_nr = -1, l_partial = -1;
+    int64_t l_kv = -1;
+    double l_cost = 0.0;
     for (int32_t it = 0; it < num_items; it++) {
         int32_t nr = ro[it + 1] - ro[it], partial = 0;
         if (partial_below) /* decode: the rows are the ranks rw[ro[it]].rank, +1, ... */
@@ -593,6 +682,11 @@ FG_NOINLINE static void exact_item_costs(const dctx *c, int32_t num_items, const
             for (int32_t k = ro[it]; k < ro[it + 1]; k++) partial += count[rw[k].qtok] > 1;
         int64_t main_kv = sg[so[it]].kv_end - sg[so[it]].kv_begin, fold_kv = 0;
         if (so[it + 1] - so[it] == 1) { /* no folded segments */
+            /* the previous item's shape first, in registers: sibling leaves come in runs */
+            if (nr == l_nr && partial == l_partial && main_kv == l_kv) {
+                cost_us[it] = l_cost;
+                continue;
+            }
             int hit = -1;
             for (int k = 0; k < 4; k++)
                 if (p_nr[k] == nr && p_partial[k] == partial && p_kv[k] == main_kv) hit = k;
@@ -604,7 +698,10 @@ FG_NOINLINE static void exact_item_costs(const dctx *c, int32_t num_items, const
                 p_partial[hit] = partial;
                 p_kv[hit] = main_kv;
             }
-            cost_us[it] = p_cost[hit];
+            cost_us[it] = l_cost = p_cost[hit];
+            l_nr = nr;
+            l_partial = partial;
+            l_kv = main_kv;
             continue;
         }
         double fold_cmp = 0.0;
@@ -680,17 +777,16 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
         int decode = 1;
         for (int32_t r = 0; r < R && decode; r++) decode = in->q_len[r] == 1;
         if (decode) {
-            /* one block: token, limit and rank by rank (3R ints), emission's hit counts
-             * (R + 1 ints), then the rows by rank */
-            if (!(rank_tok = malloc(sizeof(int32_t) * (4 * (size_t)R + 1) + sizeof(fg_row) * (size_t)R))) OOM();
-            rank_hits = rank_tok + 3 * (size_t)R;
+            /* one block: the listed tokens' ranks (R ints: the ranks themselves), emission's
+             * hit counts (R + 1 ints), then the rows by rank, which hold each token and
+             * limit (emit_items_decode copies them; nothing else reads those) */
+            if (!(rank_tok = malloc(sizeof(int32_t) * (2 * (size_t)R + 1) + sizeof(fg_row) * (size_t)R))) OOM();
+            rank_hits = rank_tok + R;
             rank_row = (fg_row *)(rank_hits + R + 1);
             memset(rank_hits, 0, sizeof(int32_t) * ((size_t)R + 1));
             for (int32_t rk = 0; rk < R; rk++) {
                 const int32_t r = f->req_at_rank[rk];
-                rank_tok[rk] = in->q_indptr[r];
-                rank_tok[R + rk] = in->kv_len[r];
-                rank_tok[2 * R + rk] = rk;
+                rank_tok[rk] = rk;
                 rank_row[rk] = (fg_row){in->q_indptr[r], rk, in->kv_len[r], -1};
             }
         } else {
@@ -700,6 +796,8 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
         }
     }
     ic0_memo ic0m = {{-1, -1, -1, -1}, {0}, {0.0}, 0};
+    ic0_last ic0l = {-1, -1, 0.0}; /* no group has -1 rows */
+    double W0 = 0.0; /* step 3's sum, as it is when nothing gets folded (see there) */
     for (int32_t n = 0; n < N; n++) {
         node_g0[n] = (int32_t)grps.n;
         host[n] = -1;
@@ -715,30 +813,24 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
             nt = (int32_t)toks.n - t0;
         }
         for (int32_t g0 = 0; g0 < nt; g0 += c.rpb) {
+            const int32_t gnt = nt - g0 < c.rpb ? nt - g0 : c.rpb;
+            const double ic0 = ic0_of(&c, &ic0m, &ic0l, gnt, f->length[n]);
             grp *g = vec_push(&grps);
             if (!g) OOM();
-            /* every field set here (a memset of the struct compiles to a slow rep stos) */
-            g->node = n;
-            g->t0 = t0 + g0;
-            g->nt = nt - g0 < c.rpb ? nt - g0 : c.rpb;
-            g->solo = 0;
-            g->fold_head = g->fold_tail = -1;
-            g->fold_kv = 0;
-            g->fold_segs = 0;
-            g->fold_cmp = 0.0;
-            g->size = g->count = 0;
-            g->whole = 0.0;
-            g->icf = 0.0;
-            g->best_size = g->best_count = 0;
-            g->tried = 0;
-            g->ic0 = ic0_of(&c, &ic0m, g->nt, f->length[n]);
+            /* one struct store of values in registers: field by field, every store (an
+             * int64 among them) might have changed grps' count, reloaded each time (and a
+             * memset compiles to a slow rep stos) */
+            *g = (grp){.node = n, .t0 = t0 + g0, .nt = gnt, .fold_head = -1, .fold_tail = -1, .ic0 = ic0,
+                       .icf = ic0};
+            W0 += ic0;
         }
     }
     node_g0[N] = (int32_t)grps.n;
-    /* the listed tokens: q token, causal limit and rank (by rank for decode batches) */
-    const int32_t *tk = rank_tok ? rank_tok : (const int32_t *)toks.p;
-    const int32_t *tkl = rank_tok ? rank_tok + R : (const int32_t *)tlim.p;
-    const int32_t *tkr = rank_tok ? rank_tok + 2 * R : tok_rank_buf;
+    /* the listed tokens: q token, causal limit and rank (decode batches: the ranks, by
+     * rank; their tokens and limits are in rank_row) */
+    const int32_t *tk = rank_tok ? NULL : (const int32_t *)toks.p;
+    const int32_t *tkl = rank_tok ? NULL : (const int32_t *)tlim.p;
+    const int32_t *tkr = rank_tok ? rank_tok : tok_rank_buf;
 
     /* 2. Folding, parents first (DFS preorder), so a folded parent's host is known. */
     const int32_t fold_max = cost->tile_kv / 2;
@@ -795,25 +887,42 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
     grp *G = grps.p;
     const int64_t NG = grps.n;
     /* unfolded nodes on each root path: one pass in preorder (parents first), then one
-     * lookup per request, instead of a walk up every request's path */
-    for (int32_t v = 0; v < N; v++)
-        unf[v] = (f->parent[v] >= 0 ? unf[f->parent[v]] : 0) + (host[v] < 0);
-    for (int32_t r = 0; r < R; r++) solo_req[r] = unf[f->req_node[r]] == 1;
-    for (int64_t g = 0; g < NG; g++) {
-        if (f->parent[G[g].node] >= 0) continue;
-        for (int32_t i = G[g].t0; i < G[g].t0 + G[g].nt; i++)
-            G[g].solo += solo_req[f->req_at_rank[tkr[i]]];
+     * lookup per request, instead of a walk up every request's path. Nothing folded (no
+     * fold entries): every node on the path counts, and the count is the node's depth,
+     * with no chain through unf (each node waited on its parent's store). */
+    int any_solo = 0; /* none: every group's solo stays 0, and the roots need no pass */
+    if (folds.n == 0) {
+        for (int32_t r = 0; r < R; r++) {
+            solo_req[r] = f->depth[f->req_node[r]] == 1;
+            any_solo |= solo_req[r];
+        }
+    } else {
+        for (int32_t v = 0; v < N; v++)
+            unf[v] = (f->parent[v] >= 0 ? unf[f->parent[v]] : 0) + (host[v] < 0);
+        for (int32_t r = 0; r < R; r++) {
+            solo_req[r] = unf[f->req_node[r]] == 1;
+            any_solo |= solo_req[r];
+        }
+    }
+    for (int32_t n = 0; n < N && any_solo; n++) { /* the roots' groups */
+        if (f->parent[n] >= 0) continue;
+        for (int32_t g = node_g0[n]; g < node_g0[n + 1]; g++)
+            for (int32_t i = G[g].t0; i < G[g].t0 + G[g].nt; i++)
+                G[g].solo += solo_req[f->req_at_rank[tkr[i]]];
     }
 
-    /* 3. KV chunks: pick the target task cost. */
-    double W0 = 0.0;
-    for (int64_t g = 0; g < NG; g++) {
-        if (host[G[g].node] >= 0) continue;
-        G[g].icf = G[g].fold_segs ? item_cost(&c, G[g].nt, G[g].nt, f->length[G[g].node], G[g].fold_kv,
-                                              G[g].fold_cmp)
-                                  : G[g].ic0;
-        G[g].whole = G[g].ic0 - cost->task_fixed_us;
-        W0 += G[g].icf;
+    /* 3. KV chunks: pick the target task cost. W0, the work of the whole nodes, adds
+     * each unfolded group's icf in group order; with nothing folded that is every
+     * group's ic0 (icf starts as ic0), which step 1 summed in the same order as it made
+     * the groups (the same sum, bit for bit, without one more pass over them). */
+    if (folds.n > 0) {
+        W0 = 0.0;
+        for (int64_t g = 0; g < NG; g++) {
+            if (host[G[g].node] >= 0) continue;
+            if (G[g].fold_segs)
+                G[g].icf = item_cost(&c, G[g].nt, G[g].nt, f->length[G[g].node], G[g].fold_kv, G[g].fold_cmp);
+            W0 += G[g].icf;
+        }
     }
     W0 *= H;
     /* evaluate() lists at most two runs per group: its buffers sized once */
@@ -836,7 +945,7 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
     for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
         if (relaxes[ki] > 1 && best.imb <= 1.10) break;
         double T = W0 / ((double)in->num_blocks * ks[ki]);
-        /* The geometry is a function of (L, rows) here (whole is), so it is memoised
+        /* The geometry is a function of (L, rows) here (ic0 is), so it is memoised
          * per candidate, direct mapped: a tree's groups come in DFS order, a few shapes
          * interleaved (a level's node, then its leaves, then the next node), where
          * reusing only the last one recomputed it (divisions, a ceil) at every change. */
@@ -849,7 +958,7 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
             struct geo_memo *e =
                 &gm[((uint32_t)L * 0x9E3779B1u ^ (uint32_t)rows * 0x85EBCA77u) >> (32 - GEO_MEMO_BITS)];
             if (e->L == L && e->rows == rows) { G[g].size = e->size; G[g].count = e->count; continue; }
-            double whole = G[g].whole;
+            double whole = G[g].ic0 - cost->task_fixed_us; /* the whole node, less the fixed cost */
             double room = T - cost->task_fixed_us;
             int64_t want = room > 0.0 ? (int64_t)ceil(whole / room) : L;
             int64_t cap = L / min_chunk_m(&c, rows, relaxes[ki]);
@@ -931,14 +1040,15 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
      * Sized once from the chosen geometry (upper bounds: a chunk no token sees is
      * skipped), so the outputs are not grown by doubling. */
     {
-        int64_t ni = 0, nrow = 0, nseg = 0;
+        /* A folded node's groups were never given chunks (best_count stays 0), and every
+         * fold entry sits on an unfolded group (a node folds into an unfolded host), once:
+         * no test per group, no walk of the fold lists. */
+        int64_t ni = 0, nrow = 0;
         for (int64_t g = 0; g < NG; g++) {
-            if (host[G[g].node] >= 0) continue;
             ni += G[g].best_count;
             nrow += (int64_t)G[g].best_count * G[g].nt;
-            nseg += G[g].best_count;
-            for (int32_t ei = G[g].fold_head; ei >= 0; ei = ((fold_ent *)folds.p)[ei].next) nseg++;
         }
+        const int64_t nseg = ni + folds.n;
         if (vec_reserve_exact(&seg_off, ni + 1) || vec_reserve_exact(&row_off, ni + 1) ||
             vec_reserve_exact(&row, nrow) || vec_reserve_exact(&seg, nseg))
             OOM();
@@ -953,6 +1063,7 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
         row_off.n = seg_off.n;
     }
     out->num_items = (int32_t)(seg_off.n - 1);
+    out->num_ranks = R;
     out->num_segs = (int32_t)seg.n;
     out->num_rows = (int32_t)row.n;
     out->item_cost_us = malloc(sizeof(double) * (size_t)(out->num_items > 0 ? out->num_items : 1));
@@ -966,8 +1077,11 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
          * rank_hits, which emission is done with; one pass over R ranks instead of a
          * lookup per row. */
         int32_t *below = rank_hits;
+        /* the running sum in a local: read back from below[], every step would wait on
+         * the store before it (below may alias count) */
+        int32_t run = 0;
         below[0] = 0;
-        for (int32_t rk = 0; rk < R; rk++) below[rk + 1] = below[rk] + (count[rank_row[rk].qtok] > 1);
+        for (int32_t rk = 0; rk < R; rk++) below[rk + 1] = run += count[rank_row[rk].qtok] > 1;
     }
     exact_item_costs(&c, out->num_items, seg_off.p, seg.p, row_off.p, row.p, count, rank_row ? rank_hits : NULL,
                      out->item_cost_us);

@@ -35,6 +35,7 @@ typedef struct fg_divide_input {
 
 typedef struct fg_division {
     int32_t num_items, num_segs, num_rows;
+    int32_t num_ranks;        /* the forest's requests: every segment has rank_hi <= num_ranks */
     int32_t *item_seg_off;    /* [num_items + 1] */
     fg_seg *seg;              /* [num_segs] */
     int32_t *item_row_off;    /* [num_items + 1] */

@@ -208,8 +208,10 @@ typedef struct sort_ctx {
 
 /* Compare requests a and b (lexicographic order of their page ids, then length, then
  * index), knowing that their first h pages agree. *lcp receives the number of leading
- * pages they share (at most the shorter table). Returns nonzero when a < b. */
-static int cmp_from(const sort_ctx *c, int32_t a, int32_t b, int32_t h, int32_t *lcp) {
+ * pages they share (at most the shorter table). Returns nonzero when a < b. Inline:
+ * called once per pair, the call and the table bounds it reloads cost about a fifth of
+ * the sort. */
+static inline int cmp_from(const sort_ctx *c, int32_t a, int32_t b, int32_t h, int32_t *lcp) {
     int32_t na = c->indptr[a + 1] - c->indptr[a], nb = c->indptr[b + 1] - c->indptr[b];
     const int32_t *pa = c->indices + c->indptr[a], *pb = c->indices + c->indptr[b];
     int32_t m = na < nb ? na : nb, k = h;
@@ -239,6 +241,33 @@ static int cmp_from(const sort_ctx *c, int32_t a, int32_t b, int32_t h, int32_t 
     return a < b;
 }
 
+/* Pages (a multiple of 16, at most m) on which each of p[0 .. 4]'s tables agrees with
+ * the next (all equal): four adjacent pairs compared in one pass, each table read once
+ * where pair by pair the inner ones were read twice. The pass is bound by its loads
+ * (the pairs of a batch in tree order agree on ~100 pages each), so it reads 20 vectors
+ * per 16 pages where the pairs alone read 32. 0 without SSE2. */
+static int32_t common_prefix5(const int32_t *const p[5], int32_t m) {
+    int32_t k = 0;
+#ifdef __SSE2__
+    for (; k + 16 <= m; k += 16) {
+        __m128i all = _mm_set1_epi32(-1);
+        for (int q = 0; q < 16; q += 4) {
+            const __m128i v0 = _mm_loadu_si128((const __m128i *)(p[0] + k + q));
+            const __m128i e1 = _mm_cmpeq_epi32(v0, _mm_loadu_si128((const __m128i *)(p[1] + k + q)));
+            const __m128i e2 = _mm_cmpeq_epi32(v0, _mm_loadu_si128((const __m128i *)(p[2] + k + q)));
+            const __m128i e3 = _mm_cmpeq_epi32(v0, _mm_loadu_si128((const __m128i *)(p[3] + k + q)));
+            const __m128i e4 = _mm_cmpeq_epi32(v0, _mm_loadu_si128((const __m128i *)(p[4] + k + q)));
+            all = _mm_and_si128(all, _mm_and_si128(_mm_and_si128(e1, e2), _mm_and_si128(e3, e4)));
+        }
+        if (_mm_movemask_epi8(all) != 0xFFFF) break;
+    }
+#else
+    (void)p;
+    (void)m;
+#endif
+    return k;
+}
+
 /*
  * Stable order of the requests by cmp_from, with lcp[s] = pages shared by ids[s - 1]
  * and ids[s]. Natural merge sort that carries each element's common prefix with the
@@ -256,9 +285,22 @@ static void sort_requests(const sort_ctx *c, int32_t *ids, int32_t *lcp, int32_t
     int32_t nruns = 0;
     int32_t *run = tlcp;
     if (n > 0) { lcp[0] = 0; run[nruns++] = 0; }
+    int32_t h = 0; /* pages on which ids[s - 1] and ids[s] are known to agree */
     for (int32_t s = 1; s < n; s++) {
+        if ((s - 1) % 4 == 0 && s + 3 < n) { /* the next four pairs' common start, at once */
+            const int32_t *p[5];
+            int32_t m = INT32_MAX;
+            for (int j = 0; j < 5; j++) {
+                const int32_t r = ids[s - 1 + j], np = c->indptr[r + 1] - c->indptr[r];
+                p[j] = c->indices + c->indptr[r];
+                m = np < m ? np : m;
+            }
+            h = common_prefix5(p, m);
+        } else if ((s - 1) % 4 == 0) {
+            h = 0;
+        }
         int32_t m;
-        if (cmp_from(c, ids[s], ids[s - 1], 0, &m)) { /* ids[s] < ids[s - 1]: a new run */
+        if (cmp_from(c, ids[s], ids[s - 1], h, &m)) { /* ids[s] < ids[s - 1]: a new run */
             lcp[s] = 0;
             run[nruns++] = s;
         } else {

@@ -46,19 +46,14 @@ fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const 
     int32_t max_rows = cost->tile_rows / (shape->group > 0 ? shape->group : 1);
     if (max_rows < 2 || n < 2) return FG_SUCCESS;
 
-    /* pack_of[i]: index of the first item of i's pack (i itself when unpacked).
-     * in_pack[k]: the first item of the last pack that took an item of rank k (-1: none),
-     * over the ranks the segments name. */
-    int32_t nrank = 0;
-    for (int32_t k = 0; k < d->num_segs; k++) nrank = d->seg[k].rank_hi > nrank ? d->seg[k].rank_hi : nrank;
-    int32_t *pack_of = malloc(sizeof(int32_t) * ((size_t)n + (size_t)nrank));
-    int32_t *in_pack = pack_of ? pack_of + n : NULL;
-    double *pack_cost = malloc(sizeof(double) * (size_t)n);
-    if (!pack_of || !pack_cost) {
-        free(pack_of);
-        free(pack_cost);
-        return fg_fail(FG_ERR_OUT_OF_MEMORY, "fg_plan_create: out of host memory packing items");
-    }
+    /* pack_cost[i]: the cost of the pack item i heads. pack_of[i]: index of the first
+     * item of i's pack (i itself when unpacked). in_pack[k]: the first item of the last
+     * pack that took an item of rank k (-1: none), over the forest's ranks (the segments
+     * name no others). One allocation. */
+    const int32_t nrank = d->num_ranks;
+    double *pack_cost = malloc(sizeof(double) * (size_t)n + sizeof(int32_t) * ((size_t)n + (size_t)nrank));
+    if (!pack_cost) return fg_fail(FG_ERR_OUT_OF_MEMORY, "fg_plan_create: out of host memory packing items");
+    int32_t *pack_of = (int32_t *)(pack_cost + n), *in_pack = pack_of + n;
     /* fg_cost_task_us's expression, with the cost model's constants derived once */
     fg_cost_fast fc;
     fg_cost_fast_init(cost, shape, &fc);
@@ -106,8 +101,7 @@ fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const 
         cost_sum = d->item_cost_us[i];
     }
     if (count == 0) {
-        free(pack_of);
-        free(pack_cost);
+        free(pack_cost); /* (with pack_of and in_pack) */
         return FG_SUCCESS;
     }
 
@@ -125,7 +119,6 @@ fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const 
     d->item_row_off[k] = d->item_row_off[n];
     d->num_items = k;
     *removed = count;
-    free(pack_of);
-    free(pack_cost);
+    free(pack_cost); /* (with pack_of and in_pack) */
     return FG_SUCCESS;
 }

@@ -425,10 +425,11 @@ static fg_status build_work_list(fg_plan p, candidate *c, const fg_batch_desc *b
         int32_t *moff = (int32_t *)(h + L->merge_off), *cur = c->merge_off;
         memcpy(moff, cur, sizeof(int32_t) * ((size_t)p->num_qtok + 1));
         fg_row *rows = (fg_row *)(h + L->row);
+        const int32_t *count = d->qtok_items; /* merged (a non-empty list) when > 1 */
         for (int32_t i = 0; i < d->num_rows; i++) {
             const int32_t q = d->row[i].qtok;
             rows[i] = d->row[i];
-            rows[i].slot = moff[q + 1] > moff[q] ? cur[q]++ : -1;
+            rows[i].slot = count[q] > 1 ? cur[q]++ : -1;
         }
         /* the count in a local: read through c, it would be reloaded after every store
          * (an int32 store may alias it), which keeps this loop from vectorising */

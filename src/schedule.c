@@ -605,6 +605,49 @@ static void place_by_passes(const run *runs, int32_t nr, const int32_t *restrict
     (void)sink;
 }
 
+/* place_by_passes for two blocks (a CPU context of two threads) in one pass: block 0's
+ * tasks start at 0, block 1's after them (a count of the first, vectorised), and each
+ * task goes to its block's cursor, picked by a select (LPT alternates the two blocks,
+ * a coin toss to the predictor). Half the stores of two passes, each of which wrote
+ * every task (to its place or to the sink). The same output. */
+static void place_two(const run *runs, int32_t nr, const int32_t *restrict blk, int by_run, int32_t num_tasks,
+                      int32_t *restrict off, int32_t *restrict out) {
+    int32_t n0 = 0;
+    for (int32_t i = 0; i < num_tasks; i++) n0 += blk[i] == 0; /* blk holds every task once */
+    int32_t c0 = 0, c1 = n0;
+    for (int32_t k = 0, at = 0; k < nr; k++) {
+        const int32_t end = runs[k].first + runs[k].len;
+        for (int32_t t = runs[k].first; t < end; t++, at++) {
+            const int32_t one = (by_run ? blk[at] : blk[t]) != 0;
+            out[one ? c1 : c0] = t;
+            c1 += one;
+            c0 += 1 - one;
+        }
+    }
+    off[0] = 0;
+    off[1] = n0;
+    off[2] = num_tasks;
+}
+
+/* The largest of load[0 .. n) and 0 (loads are finite and >= 0): four maxima side by
+ * side, so that each step does not wait on the one before (one running maximum made a
+ * chain of compares, hundreds of blocks long on a GPU). Max is exact: the same value
+ * in any order. */
+static double max_load(const double *load, int32_t n) {
+    double m0 = 0.0, m1 = 0.0, m2 = 0.0, m3 = 0.0;
+    int32_t b = 0;
+    for (; b + 4 <= n; b += 4) {
+        m0 = load[b] > m0 ? load[b] : m0;
+        m1 = load[b + 1] > m1 ? load[b + 1] : m1;
+        m2 = load[b + 2] > m2 ? load[b + 2] : m2;
+        m3 = load[b + 3] > m3 ? load[b + 3] : m3;
+    }
+    for (; b < n; b++) m0 = load[b] > m0 ? load[b] : m0;
+    m0 = m1 > m0 ? m1 : m0;
+    m2 = m3 > m2 ? m3 : m2;
+    return m2 > m0 ? m2 : m0;
+}
+
 /* Do two run lists give fg_lpt the same classes (consecutive equal costs summed, empty
  * ones skipped)? */
 static int same_classes(const double *ac, const int64_t *an, int32_t na, const double *bc, const int64_t *bn,
@@ -656,9 +699,19 @@ static fg_status schedule_core(const double *task_cost_us, int32_t num_units, in
     int32_t *assign = NULL, *lpt_buf = NULL;
     const int32_t *seq;
     int32_t nr = 0;
-    for (int32_t u = 0; u < num_units; u++) {
-        if (nr && runs[nr - 1].c == task_cost_us[u]) runs[nr - 1].len += rep;
-        else runs[nr++] = (run){task_cost_us[u], u * rep, rep};
+    if (num_units > 0) {
+        /* the open run in a local: lengthened in the list, each unit of a run of equal
+         * costs waited on the store the one before it made */
+        run cur = {task_cost_us[0], 0, rep};
+        for (int32_t u = 1; u < num_units; u++) {
+            if (task_cost_us[u] == cur.c) {
+                cur.len += rep;
+            } else {
+                runs[nr++] = cur;
+                cur = (run){task_cost_us[u], u * rep, rep};
+            }
+        }
+        runs[nr++] = cur;
     }
     sort_runs(runs, runs_tmp, nr);
     rc[0] = 0.0; /* T1 >= 1; keeps GCC's maybe-uninitialized analysis quiet when nr == 0 */
@@ -682,8 +735,7 @@ static fg_status schedule_core(const double *task_cost_us, int32_t num_units, in
     }
     double mean = total / num_blocks;
     double lower = mean > biggest ? mean : biggest;
-    double mk = 0.0;
-    for (int32_t b = 0; b < num_blocks; b++) mk = load[b] > mk ? load[b] : mk;
+    double mk = max_load(load, num_blocks);
     /* LPT within 5% of a bound no schedule beats: the improvement passes cannot win more
      * than that, and they cost more planning time than the rest of the scheduler */
     int improved = 0, counted = 0; /* counted: block_task_off[1 ..] holds improve's counts */
@@ -706,7 +758,9 @@ static fg_status schedule_core(const double *task_cost_us, int32_t num_units, in
 
     /* Emit each block's tasks longest first (the run order), ties by index: the
      * improved assignment by task, or the LPT assignment as it came, in run order. */
-    if (num_blocks <= FG_PASS_BLOCKS) {
+    if (num_blocks == 2) {
+        place_two(runs, nr, improved ? assign : seq, !improved, num_tasks, block_task_off, block_task);
+    } else if (num_blocks <= FG_PASS_BLOCKS) {
         place_by_passes(runs, nr, improved ? assign : seq, !improved, num_blocks, block_task_off, block_task);
     } else {
         block_task_off[0] = 0;
@@ -718,8 +772,7 @@ static fg_status schedule_core(const double *task_cost_us, int32_t num_units, in
         memcpy(hh, block_task_off, sizeof(int32_t) * (size_t)num_blocks);
         place_tasks(runs, nr, improved ? assign : seq, !improved, num_blocks, hh, block_task);
     }
-    mk = 0.0;
-    for (int32_t b = 0; b < num_blocks; b++) mk = load[b] > mk ? load[b] : mk;
+    mk = max_load(load, num_blocks);
     *makespan_us = mk;
     *imbalance = mean > 0.0 ? mk / mean : 1.0;
     free(arena);
