@@ -172,6 +172,26 @@ __device__ __forceinline__ merge_slots merge_slots_of(const fg_kernel_args &a, i
     return m;
 }
 
+/* Lane j holds slot j's LSE l (-inf past the n slots): the pair's max and the weight sum
+ * as wave reductions (a fixed shuffle tree: deterministic), and lane j's weight. */
+__device__ __forceinline__ void merge_weights(float l, int n, int lane, float &mx, float &w_lane, float &sum) {
+    const uint64_t full = fg_lane_full_mask(FG_WAVE_SIZE);
+    mx = l;
+#pragma unroll
+    for (int off = FG_WAVE_SIZE / 2; off > 0; off >>= 1) mx = fmaxf(mx, fg_shfl_xor(full, mx, off));
+    w_lane = mx != -INFINITY && lane < n ? expf(l - mx) : 0.f;
+    sum = fg_wave_sum(w_lane);
+}
+
+/* Four consecutive head dims of a merged row, normalised, in the output dtype. */
+template <int T>
+__device__ __forceinline__ void merge_store4(uint16_t *o, float a0, float a1, float a2, float a3, float inv) {
+    o[0] = fg_from_f32<T>(a0 * inv);
+    o[1] = fg_from_f32<T>(a1 * inv);
+    o[2] = fg_from_f32<T>(a2 * inv);
+    o[3] = fg_from_f32<T>(a3 * inv);
+}
+
 /* O rows of partial slots one lane holds in registers at once in the merge's fast path
  * (8 float4: the kernel then needs ~106 registers, 2 blocks of 8 waves per SM, where the
  * other path needs 48). */
@@ -206,7 +226,7 @@ __device__ __forceinline__ void merge_pair(const fg_kernel_args &a, int qt, int 
     uint16_t *o = (uint16_t *)a.o + (int64_t)qt * a.o_stride_token + (int64_t)h * a.o_stride_head;
     float mx = -INFINITY, sum = 0.f, w_lane = 0.f;
     if (FAST && n <= FG_WAVE_SIZE && dv <= FG_WAVE_SIZE * 4) {
-        if constexpr (FAST) {
+        if constexpr (FAST) { /* compiled only into the FAST kernel: its registers stay there */
         const int d = lane * 4;
         const bool has_d = d < dv;
         const float l = lane < n ? merge_ld<CG>(a.partial_lse + s_lane * heads + hl) : -INFINITY;
@@ -220,11 +240,7 @@ __device__ __forceinline__ void merge_pair(const fg_kernel_args &a, int qt, int 
                 if (j0 + j < n && has_d) p[j] = merge_ld4<CG>(a.partial_o + (s * heads + hl) * dv + d);
             }
             if (j0 == 0) { /* the first batch's loads are in flight with the LSEs */
-                mx = l;
-#pragma unroll
-                for (int off = FG_WAVE_SIZE / 2; off > 0; off >>= 1) mx = fmaxf(mx, fg_shfl_xor(full, mx, off));
-                w_lane = mx != -INFINITY && lane < n ? expf(l - mx) : 0.f;
-                sum = fg_wave_sum(w_lane);
+                merge_weights(l, n, lane, mx, w_lane, sum);
                 inv = sum > 0.f ? 1.f / sum : 0.f;
             }
 #pragma unroll
@@ -238,21 +254,12 @@ __device__ __forceinline__ void merge_pair(const fg_kernel_args &a, int qt, int 
                 }
             }
         }
-        if (has_d) {
-            o[d] = fg_from_f32<T>(acc0 * inv);
-            o[d + 1] = fg_from_f32<T>(acc1 * inv);
-            o[d + 2] = fg_from_f32<T>(acc2 * inv);
-            o[d + 3] = fg_from_f32<T>(acc3 * inv);
-        }
+        if (has_d) merge_store4<T>(o + d, acc0, acc1, acc2, acc3, inv);
         }
     } else {
         if (n <= FG_WAVE_SIZE) {
-            const float l = lane < n ? merge_ld<CG>(a.partial_lse + s_lane * heads + hl) : -INFINITY;
-            mx = l;
-#pragma unroll
-            for (int off = FG_WAVE_SIZE / 2; off > 0; off >>= 1) mx = fmaxf(mx, fg_shfl_xor(full, mx, off));
-            w_lane = mx != -INFINITY && lane < n ? expf(l - mx) : 0.f;
-            sum = fg_wave_sum(w_lane);
+            merge_weights(lane < n ? merge_ld<CG>(a.partial_lse + s_lane * heads + hl) : -INFINITY, n, lane, mx,
+                          w_lane, sum);
         } else {
             for (int i = b; i < e; ++i) mx = fmaxf(mx, merge_ld<CG>(a.partial_lse + (size_t)a.merge_slot[i] * heads + hl));
             if (mx != -INFINITY)
@@ -290,11 +297,7 @@ __device__ __forceinline__ void merge_pair(const fg_kernel_args &a, int qt, int 
                     acc3 += w * p.w;
                 }
             }
-            if (!has_d) continue;
-            o[d] = fg_from_f32<T>(acc0 * inv);
-            o[d + 1] = fg_from_f32<T>(acc1 * inv);
-            o[d + 2] = fg_from_f32<T>(acc2 * inv);
-            o[d + 3] = fg_from_f32<T>(acc3 * inv);
+            if (has_d) merge_store4<T>(o + d, acc0, acc1, acc2, acc3, inv);
         }
     }
     if (lane == 0 && a.lse)
