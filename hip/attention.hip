@@ -1191,39 +1191,43 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
                 }
             }
         }
+        if (FU && a.num_slots > 0) { /* FU: instantiated apart, so the default kernel is unchanged */
+            /* Fused merge (split-K semaphore): this task's partial states are written;
+             * publish them (fence), then one arrival per (q token, KV head g) of a row with
+             * a slot. The arrival that completes the token's slot count merges the token's
+             * slots for g's query heads in listed order (merge_pair, bitwise the separate
+             * merge) and resets the counter for the next run. Nobody waits: no deadlock. */
+            int *cnt = (int *)a.scratch;
+            int *last = (int *)Ks; /* [kMmaThreads] q token to merge, or -1; tiles are done */
+            __threadfence();
+            for (int c = 0; c < nrows; c += kMmaThreads) {
+                __syncthreads(); /* every thread's stores fenced; Ks / last free */
+                int lq = -1;
+                if (c + tid < nrows) {
+                    const fg_row r = a.row[row0 + c + tid];
+                    if (r.slot >= 0) {
+                        int *ct = cnt + (size_t)r.qtok * a.kv_head_count + g;
+                        const int n = a.merge_off[r.qtok + 1] - a.merge_off[r.qtok];
+                        if (atomicAdd(ct, 1) + 1 == n) {
+                            *ct = 0; /* every arrival of this run is in: reset for the next */
+                            __threadfence(); /* acquire: the other slots' writes are visible */
+                            lq = r.qtok;
+                        }
+                    }
+                }
+                last[tid] = lq;
+                __syncthreads();
+                const int nr = min(kMmaThreads, nrows - c);
+                for (int pr = warp; pr < nr * a.group; pr += kMmaWarps) {
+                    const int qt = last[pr / a.group];
+                    if (qt >= 0) merge_pair<T, true, false>(a, qt, g * a.group + pr % a.group, lane, merge_slots_of(a, qt, lane));
+                }
+            }
+            __syncthreads(); /* last[] (in Ks) read before the next task's tiles land there */
+        }
 #if FG_CUDA && defined(FG_KERNEL_TIMING)
         if (tid == 0 && bt < kFgtMaxTasks) g_fgt_task[2 * bt + 1] = clock64();
 #endif
-    }
-    if (FU && a.num_slots > 0) { /* FU: instantiated apart, so the default kernel is unchanged */
-        /* Merge after a grid barrier (cooperative launch: every block is resident, so the
-         * wait cannot deadlock). The blocks that finish their tasks early wait here instead
-         * of idling; the last arrival releases all, and the merge pairs are spread over
-         * every block's warps (merge_pair through L2: the slots were written by other SMs).
-         * Replaces the separate merge kernel's launch, its dependency wait and its tail.
-         * The barrier's two words follow the arrival counters in the scratch area: an
-         * arrival count, reset by the last arrival, and a generation that it advances. */
-        unsigned *bar = (unsigned *)a.scratch + (size_t)a.num_qtok * a.kv_head_count;
-        __syncthreads(); /* every thread of the block has issued its partial stores */
-        if (tid == 0) {
-            const unsigned gen = *(volatile unsigned *)(bar + 1);
-            __threadfence(); /* release the block's stores (cumulative after the barrier) */
-            if (atomicAdd(bar, 1u) == gridDim.x - 1) {
-                atomicExch(bar, 0u);
-                __threadfence();
-                atomicAdd(bar + 1, 1u);
-            } else {
-                while (*(volatile unsigned *)(bar + 1) == gen) __nanosleep(64);
-            }
-            __threadfence(); /* acquire: every block's stores are visible */
-        }
-        __syncthreads();
-        const int heads = a.kv_head_count * a.group;
-        const int64_t pairs = (int64_t)a.num_qtok * heads;
-        for (int64_t pr = (int64_t)blockIdx.x * kMmaWarps + warp; pr < pairs; pr += (int64_t)gridDim.x * kMmaWarps) {
-            const int qt = (int)(pr / heads);
-            merge_pair<T, true, false>(a, qt, (int)(pr % heads), lane, merge_slots_of(a, qt, lane));
-        }
     }
 #if FG_CUDA && defined(FG_KERNEL_TIMING)
     if (tid == 0 && blockIdx.x < kFgtMaxBlocks) {
@@ -1235,8 +1239,6 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
     (void)a;
 #endif
 }
-
-#include "partial_stream.h"
 
 #endif /* FG_CUDA */
 
@@ -1251,25 +1253,19 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
  * over the idle warps, states combined in shared memory; session 5),
  * 9 (partial_mma4<WG = true>: v4's tiles with both products on sm_90a's warpgroup MMA;
  * builds with sm_90a code only, else 4; measured slower than 4 except W5, session 8),
- * 10 (partial_mma10: v4 + the block's task metadata staged per window and the next
- * task's first tile, tables, rows and Q issued during the current task's last steps;
- * head_dim <= 128 and items of <= kSegCache segments, else 4),
  * 1 (partial_mma, the first version: the baseline the others are measured against).
  * The cross-task tile stream (partial_mma3, versions 3 and 6) was slower than 4 on every
  * workload (perf/NOTES-gpu.md, sessions 2 and 4) and was removed in session 7; it is in
  * git history before that. The planner's tile shapes (hip/tuning.h) are partial_mma4's. */
 int g_kernel_version = 4;
-/* Experiment only (FG_GPU_SMEM_PAD=bytes): v4 / v5 launched with that much unused extra
- * shared memory, to measure what a larger footprint (less L1) costs. */
-int g_smem_pad = 0;
 /* Merge launched with programmatic dependent launch (sm_90+, CUDA): hides the launch gap
  * between the partial and the merge kernels. FG_GPU_MERGE_PDL=0 turns it off. Session 5. */
 bool g_merge_pdl = false;
-/* Merge fused into partial_mma4 (FU): after its tasks, every block waits at a grid
- * barrier (the launch is cooperative) and then merges its share of the pairs; no merge
- * kernel. FG_GPU_FUSED_MERGE=1 turns it on. CUDA matrix path, kernel 4. (Session 6's FU,
- * a split-K semaphore per (q token, KV head) whose last writer merged, was 8-50 us slower;
- * it is in git history before session 9.) */
+/* Merge fused into partial_mma4 (split-K semaphore on the workspace's arrival counters:
+ * the last task to write a (q token, KV head)'s slots merges them). OFF by default:
+ * correct, bitwise equal to the separate merge, sanitizer-clean, but measured 8-50 us
+ * SLOWER on every merged workload (perf/NOTES-gpu.md, session 6). FG_GPU_FUSED_MERGE=1
+ * turns it on. CUDA matrix path, kernel 4 only (partial_mma4<FU = true>). */
 bool g_fused_merge = false;
 bool fused_merge_on(int path) {
 #if FG_CUDA
@@ -1311,33 +1307,11 @@ hipError_t wgmma_compiled(bool *yes) {
 #endif
 }
 
-template <int T, int D> hipError_t launch_partial(const fg_kernel_args *a, int path, bool fused, hipStream_t s) {
+template <int T, int D> hipError_t launch_partial(const fg_kernel_args *a, int path, hipStream_t s) {
 #if FG_CUDA
-    if (path == FG_PATH_MMA && fused) {
-        /* partial + merge after a grid barrier: a cooperative launch, so every block is
-         * resident at once (else cudaErrorCooperativeLaunchTooLarge: the caller falls back) */
-        cudaLaunchConfig_t cfg = {};
-        cfg.gridDim = dim3((unsigned)a->num_blocks);
-        cfg.blockDim = dim3(kMmaThreads);
-        cfg.dynamicSmemBytes = MmaCfg<D>::smem4;
-        cfg.stream = s;
-        cudaLaunchAttribute at[1];
-        at[0].id = cudaLaunchAttributeCooperative;
-        at[0].val.cooperative = 1;
-        cfg.attrs = at;
-        cfg.numAttrs = 1;
-        if (a->max_item_rows * a->group > 16) /* v5 there, as in the default */
-            return cudaLaunchKernelEx(&cfg, partial_mma4<T, D, true, false, false, true>, *a);
-        return cudaLaunchKernelEx(&cfg, partial_mma4<T, D, false, false, false, true>, *a);
-    }
     if (path == FG_PATH_MMA) {
-        if (g_kernel_version == 10 && D <= 128 && a->max_item_segs <= kSegCache)
-            partial_mma10<T, (D <= 128 ? D : 128)>
-                <<<a->num_blocks, kMmaThreads, StreamCfg<(D <= 128 ? D : 128)>::smem(stream_q_rows(a->max_item_rows, a->group)), s>>>(*a);
-        else if (g_kernel_version == 11 && D <= 128 && a->max_item_segs <= kSegCache)
-            partial_mma10<T, (D <= 128 ? D : 128), false>
-                <<<a->num_blocks, kMmaThreads, StreamCfg<(D <= 128 ? D : 128)>::smem(stream_q_rows(a->max_item_rows, a->group)), s>>>(*a);
-        else if (g_kernel_version == 8)
+        const int fused = fused_merge_on(path) ? 1 : 0;
+        if (g_kernel_version == 8)
             partial_mma4<T, D, false, false, true><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4, s>>>(*a);
         else if (g_kernel_version == 5)
             partial_mma4<T, D, true><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4, s>>>(*a);
@@ -1346,20 +1320,21 @@ template <int T, int D> hipError_t launch_partial(const fg_kernel_args *a, int p
         else if (g_kernel_version == 9 && D <= 128)
             partial_mma4<T, (D <= 128 ? D : 128), false, false, false, false, true>
                 <<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4 + 1024, s>>>(*a);
-        else if ((g_kernel_version == 4 || g_kernel_version >= 10) && a->max_item_rows * a->group > 16)
+        else if (g_kernel_version == 4 && !fused && a->max_item_rows * a->group > 16)
             /* Row blocks of more than 16 rows: v5 loads Q by cp.async, all rows' loads in
              * flight at once where v4's copy loop waits on each row's index then its Q row:
              * W3 -2.5 us, W5 -0.7, W1n32 and W2 within noise; W1n16 (16 rows) and decode
              * stay on v4 (session 8). */
-            partial_mma4<T, D, true><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4 + g_smem_pad, s>>>(*a);
-        else if (g_kernel_version == 4 || g_kernel_version >= 10)
-            partial_mma4<T, D, false><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4 + g_smem_pad, s>>>(*a);
+            partial_mma4<T, D, true><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4, s>>>(*a);
+        else if (g_kernel_version == 4 && fused)
+            partial_mma4<T, D, false, false, false, true><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4, s>>>(*a);
+        else if (g_kernel_version == 4)
+            partial_mma4<T, D, false><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4, s>>>(*a);
         else
             partial_mma<T, D><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem, s>>>(*a);
         return hipGetLastError();
     }
 #endif
-    (void)fused;
 #if FG_HAVE_MFMA_PATH
     if (path == FG_PATH_MMA) return fg_partial_mfma_launch(a, s);
 #endif
@@ -1368,11 +1343,11 @@ template <int T, int D> hipError_t launch_partial(const fg_kernel_args *a, int p
     return hipGetLastError();
 }
 
-template <int T> hipError_t launch_dims(const fg_kernel_args *a, int path, bool fused, hipStream_t s) {
+template <int T> hipError_t launch_dims(const fg_kernel_args *a, int path, hipStream_t s) {
     switch (a->head_dim_qk) {
-    case 64: return launch_partial<T, 64>(a, path, fused, s);
-    case 128: return launch_partial<T, 128>(a, path, fused, s);
-    case 256: return launch_partial<T, 256>(a, path, fused, s);
+    case 64: return launch_partial<T, 64>(a, path, s);
+    case 128: return launch_partial<T, 128>(a, path, s);
+    case 256: return launch_partial<T, 256>(a, path, s);
     default: return hipErrorInvalidValue;
     }
 }
@@ -1404,12 +1379,7 @@ hipError_t fg_kernels_init(bool mma) {
             g_fused_merge = fe && atoi(fe) != 0;
         }
         g_kernel_version = 4;
-        {
-            const char *pe = getenv("FG_GPU_SMEM_PAD");
-            g_smem_pad = pe ? atoi(pe) : 0;
-            if (g_smem_pad < 0 || g_smem_pad > 64 * 1024) g_smem_pad = 0;
-        }
-        if (kv && (atoi(kv) == 1 || atoi(kv) == 5 || atoi(kv) == 7 || atoi(kv) == 8 || atoi(kv) == 9 || atoi(kv) == 10 || atoi(kv) == 11))
+        if (kv && (atoi(kv) == 1 || atoi(kv) == 5 || atoi(kv) == 7 || atoi(kv) == 8 || atoi(kv) == 9))
             g_kernel_version = atoi(kv);
         hipError_t e;
         if (g_kernel_version == 9) { /* v9 only where this build has sm_90a code for the device */
@@ -1427,18 +1397,15 @@ hipError_t fg_kernels_init(bool mma) {
 #undef FG_SET_SMEM
 #define FG_SET_SMEM4(T, D)                                                                         \
     e = hipFuncSetAttribute((const void *)partial_mma4<T, D, false>,                                \
-                            hipFuncAttributeMaxDynamicSharedMemorySize, (int)MmaCfg<D>::smem4 + g_smem_pad); \
+                            hipFuncAttributeMaxDynamicSharedMemorySize, (int)MmaCfg<D>::smem4);     \
     if (e != hipSuccess) return e;                                                                 \
     e = hipFuncSetAttribute((const void *)partial_mma4<T, D, true>,                                 \
-                            hipFuncAttributeMaxDynamicSharedMemorySize, (int)MmaCfg<D>::smem4 + g_smem_pad); \
+                            hipFuncAttributeMaxDynamicSharedMemorySize, (int)MmaCfg<D>::smem4);     \
     if (e != hipSuccess) return e;                                                                 \
     e = hipFuncSetAttribute((const void *)partial_mma4<T, D, false, true>,                          \
                             hipFuncAttributeMaxDynamicSharedMemorySize, (int)MmaCfg<D>::smem4);     \
     if (e != hipSuccess) return e;                                                                 \
     e = hipFuncSetAttribute((const void *)partial_mma4<T, D, false, false, false, true>,            \
-                            hipFuncAttributeMaxDynamicSharedMemorySize, (int)MmaCfg<D>::smem4);     \
-    if (e != hipSuccess) return e;                                                                 \
-    e = hipFuncSetAttribute((const void *)partial_mma4<T, D, true, false, false, true>,             \
                             hipFuncAttributeMaxDynamicSharedMemorySize, (int)MmaCfg<D>::smem4);     \
     if (e != hipSuccess) return e;                                                                 \
     e = hipFuncSetAttribute((const void *)partial_mma4<T, D, false, false, true>,                   \
@@ -1447,12 +1414,6 @@ hipError_t fg_kernels_init(bool mma) {
     if (D <= 128) {                                                                                \
         e = hipFuncSetAttribute((const void *)partial_mma4<T, (D <= 128 ? D : 128), false, false, false, false, true>, \
                                 hipFuncAttributeMaxDynamicSharedMemorySize, (int)MmaCfg<D>::smem4 + 1024); \
-        if (e != hipSuccess) return e;                                                             \
-        e = hipFuncSetAttribute((const void *)partial_mma10<T, (D <= 128 ? D : 128)>,               \
-                                hipFuncAttributeMaxDynamicSharedMemorySize, (int)StreamCfg<(D <= 128 ? D : 128)>::smem_max); \
-        if (e != hipSuccess) return e;                                                             \
-        e = hipFuncSetAttribute((const void *)partial_mma10<T, (D <= 128 ? D : 128), false>,        \
-                                hipFuncAttributeMaxDynamicSharedMemorySize, (int)StreamCfg<(D <= 128 ? D : 128)>::smem_max); \
         if (e != hipSuccess) return e;                                                             \
     }
         FG_SET_SMEM4(FG_T_F16, 64) FG_SET_SMEM4(FG_T_F16, 128) FG_SET_SMEM4(FG_T_F16, 256)
@@ -1474,13 +1435,6 @@ hipError_t fg_kernels_occupancy(int head_dim, int path, int *blocks_per_unit) {
         if (head_dim == 128)
             return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma4<FG_T_F16, 128, false, false, false, false, true>, kMmaThreads, MmaCfg<128>::smem4 + 1024);
         return hipErrorInvalidValue;
-    }
-    if (path == FG_PATH_MMA && g_kernel_version >= 10 && head_dim <= 128) {
-        /* v10 runs only where it fits the plan; its occupancy must match v4's (checked at init) */
-        if (head_dim == 64)
-            return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma10<FG_T_F16, 64>, kMmaThreads, StreamCfg<64>::smem_max);
-        if (head_dim == 128)
-            return hipOccupancyMaxActiveBlocksPerMultiprocessor(blocks_per_unit, partial_mma10<FG_T_F16, 128>, kMmaThreads, StreamCfg<128>::smem_max);
     }
     if (path == FG_PATH_MMA && g_kernel_version >= 4) {
         switch (head_dim) {
@@ -1613,24 +1567,15 @@ void fgt_dump(const fg_kernel_args *a, hipStream_t stream) {
 
 hipError_t fg_kernels_launch(const fg_kernel_args *a, int path, hipStream_t stream) {
     hipError_t e = hipSuccess;
-    bool fused = fused_merge_on(path) && a->num_slots > 0 && a->num_qtok > 0;
     if (a->num_blocks > 0) {
-        e = a->q_dtype == FG_T_F16 ? launch_dims<FG_T_F16>(a, path, fused, stream)
-                                   : launch_dims<FG_T_BF16>(a, path, fused, stream);
-#if FG_CUDA
-        if (fused && e == cudaErrorCooperativeLaunchTooLarge) { /* not every block fits now: separate merge */
-            (void)cudaGetLastError();
-            fused = false;
-            e = a->q_dtype == FG_T_F16 ? launch_dims<FG_T_F16>(a, path, false, stream)
-                                       : launch_dims<FG_T_BF16>(a, path, false, stream);
-        }
-#endif
+        e = a->q_dtype == FG_T_F16 ? launch_dims<FG_T_F16>(a, path, stream)
+                                   : launch_dims<FG_T_BF16>(a, path, stream);
         if (e != hipSuccess) return e;
 #if FG_CUDA && defined(FG_KERNEL_TIMING)
         if (path == FG_PATH_MMA && g_kernel_version >= 4) fgt_dump(a, stream);
 #endif
     }
-    if (a->num_slots > 0 && a->num_qtok > 0 && !(fused && a->num_blocks > 0)) {
+    if (a->num_slots > 0 && a->num_qtok > 0 && !(fused_merge_on(path) && a->num_blocks > 0)) {
         /* One wave per (q token, head) pair up to a cap; the kernel strides over the rest. */
         const int64_t pairs = (int64_t)a->num_qtok * a->kv_head_count * a->group;
         const int64_t want = (pairs + kMergeThreads / FG_WAVE_SIZE - 1) / (kMergeThreads / FG_WAVE_SIZE);

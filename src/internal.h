@@ -73,7 +73,6 @@ struct fg_plan_s {
     fg_work_layout layout;
     int32_t num_items, num_segs, num_rows, num_tasks, num_blocks, num_slots, num_merge;
     int32_t max_item_rows;
-    int32_t max_item_segs;
     fg_plan_stats stats;
     void *uploaded_workspace;  /* the workspace fg_plan_upload last filled */
 };

@@ -180,7 +180,7 @@ static fg_status validate_batch(const fg_batch_desc *b, int32_t page_size, int32
 typedef struct candidate {
     fg_forest forest;
     fg_division div;
-    int32_t num_blocks, num_tasks, num_slots, num_merge, max_item_rows, max_item_segs;
+    int32_t num_blocks, num_tasks, num_slots, num_merge, max_item_rows;
     int32_t *merge_off;     /* [num_qtok + 1] (build_work_list uses it up as its cursors) */
     int32_t *block_task_off, *block_task;
     double makespan_us, imbalance, predicted_us;
@@ -254,12 +254,9 @@ static fg_status build_candidate(fg_context ctx, const fg_attn_desc *a, int32_t 
         return st == FG_ERR_OUT_OF_MEMORY ? fg_fail(st, "fg_plan_create: out of host memory") : st;
     }
     c->max_item_rows = 1;
-    c->max_item_segs = 0;
     for (int32_t i = 0; i < c->div.num_items; i++) {
         int32_t n = c->div.item_row_off[i + 1] - c->div.item_row_off[i];
-        int32_t s = c->div.item_seg_off[i + 1] - c->div.item_seg_off[i];
         if (n > c->max_item_rows) c->max_item_rows = n;
-        if (s > c->max_item_segs) c->max_item_segs = s;
     }
     c->num_tasks = c->div.num_items * a->kv_head_count;
     c->num_blocks = c->num_tasks < max_blocks ? c->num_tasks : max_blocks;
@@ -393,8 +390,7 @@ static fg_status build_work_list(fg_plan p, candidate *c, const fg_batch_desc *b
     /* GPU: one int32 arrival counter per (q token, KV head) for kernels that merge in the
      * partial pass (zeroed by fg_plan_upload; the kernel leaves it zero again after each run,
      * so graph replays need no reset). CPU: per-thread tile buffers. */
-    /* GPU: arrival counters, then the grid barrier's two words (hip/attention.hip) */
-    L->scratch_bytes = p->ctx->gpu ? fg_align_up((int64_t)p->num_qtok * p->attn.kv_head_count * 4 + 8, FG_ALIGN)
+    L->scratch_bytes = p->ctx->gpu ? fg_align_up((int64_t)p->num_qtok * p->attn.kv_head_count * 4, FG_ALIGN)
                                    : fg_cpu_scratch_bytes(p);
     off = fg_align_up(off + L->scratch_bytes, FG_ALIGN);
     L->total = off;
@@ -566,7 +562,6 @@ fg_status fg_plan_create(fg_context ctx, const fg_attn_desc *attn, const fg_batc
     p->num_slots = chosen->num_slots;
     p->num_merge = chosen->num_merge;
     p->max_item_rows = chosen->max_item_rows;
-    p->max_item_segs = chosen->max_item_segs;
     st = build_work_list(p, chosen, batch);
     if (st == FG_SUCCESS) {
         fill_stats(p, chosen, &p->forest, nonshared_us, sharing_used);
@@ -742,7 +737,6 @@ fg_status fg_run(fg_plan p, const fg_tensors *t, void *workspace, size_t workspa
     k.num_qtok = p->num_qtok;
     k.num_slots = p->num_slots;
     k.max_item_rows = p->max_item_rows;
-    k.max_item_segs = p->max_item_segs;
     k.kv_head_begin = a->kv_head_begin;
     k.kv_head_count = a->kv_head_count;
     k.group = p->group;

@@ -96,7 +96,6 @@ typedef struct fg_kernel_args {
     int32_t num_qtok;
     int32_t num_slots;
     int32_t max_item_rows;  /* most rows (q tokens) in one item */
-    int32_t max_item_segs;  /* most segments in one item */
     int32_t kv_head_begin;  /* first KV head of the plan */
     int32_t kv_head_count;
     int32_t group;          /* query heads per KV head */
