@@ -695,17 +695,12 @@ template <int D, bool WG> __device__ __forceinline__ int kv_off(int r, int c) {
     return WG ? wg_tile_off<D>(r, c) : r * D + fg_swizzle_chunk(r, c) * 8;
 }
 
-/* ST stages of BNT-token tiles (0: MmaCfg's BN) in the same shared memory as two stages of
- * BN (ST x BNT = 2 x BN): v12 (FG_GPU_KERNEL=12) runs 4 stages of 32 tokens, three tiles in
- * flight per block instead of one. The tables keep ST + 1 slots (tiles t .. t + ST). */
-template <int T, int D, bool V5, bool PF = false, bool SP = false, bool FU = false, bool WG = false,
-          int BNT = 0, int ST = 2>
+template <int T, int D, bool V5, bool PF = false, bool SP = false, bool FU = false, bool WG = false>
 __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     using C = MmaCfg<D>;
-    constexpr int BN = BNT ? BNT : C::BN, CPR = C::CPR, RPP = C::RPP, NS = ST + 1;
-    static_assert(ST * BN <= kMmaThreads && BN % RPP == 0, "v4 table fill needs ST x BN <= threads");
-    static_assert(ST * BN == 2 * C::BN && (ST == 2 || (!SP && !WG && !FU && !PF)), "v12: the default paths only");
+    constexpr int BN = C::BN, CPR = C::CPR, RPP = C::RPP;
+    static_assert(2 * BN <= kMmaThreads && BN % RPP == 0, "v4 table fill needs 2 x BN <= threads");
     static_assert(!WG || (D <= 128 && BN == 64 && !SP && !FU), "v9: head_dim <= 128, full tiles");
 #if !defined(FG_HAVE_WGMMA)
     if constexpr (WG) return; /* never launched: fg_kernels_init probes for sm_90a code */
@@ -717,11 +712,11 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
     uint16_t *Qs = (uint16_t *)smem;
     uint16_t *Ks = (uint16_t *)(smem + C::q_bytes);
     uint16_t *Vs = (uint16_t *)(smem + C::q_bytes + C::kv_bytes);
-    int *meta_pos = (int *)(smem + C::q_bytes + 2 * C::kv_bytes); /* [NS][BN] */
-    int *meta_lo = meta_pos + NS * BN;
-    int *meta_hi = meta_lo + NS * BN;
-    int *tab_pg = meta_hi + NS * BN; /* page of the row's token, -1: past the stream's end */
-    int *seg_cum = tab_pg + NS * BN;
+    int *meta_pos = (int *)(smem + C::q_bytes + 2 * C::kv_bytes); /* [3][BN] */
+    int *meta_lo = meta_pos + 3 * BN;
+    int *meta_hi = meta_lo + 3 * BN;
+    int *tab_pg = meta_hi + 3 * BN; /* page of the row's token, -1: past the stream's end */
+    int *seg_cum = tab_pg + 3 * BN;
     int *seg_pb = seg_cum + kSegCap + 1; /* page_off[src_req]: the request's page-table base */
     int *seg_beg = seg_pb + kSegCap;
     int *seg_lo = seg_beg + kSegCap;
@@ -957,31 +952,26 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
                     nx_segs = true;
                 }
                 if (ntiles > 0) {
-                    if (tid < ST * BN) { /* prologue: tables of tiles 0 .. ST - 1 */
+                    if (tid < 2 * BN) { /* prologue: tables of tiles 0 and 1 */
                         const int t = tid / BN, r = tid % BN;
                         int pos, sgi, pgv;
                         fill_start(t, r, pos, sgi, pgv);
                         fill_end(t, r, pos, sgi, pgv);
                     }
                     __syncthreads();
-#pragma unroll
-                    for (int j = 0; j < ST - 1; j++) { /* tiles 0 .. ST - 2; a group each, empty past the end */
-                        if (j < ntiles) issue_tile(j, j);
-                        else fg_cp_async_commit();
-                    }
+                    issue_tile(0, 0);
                 }
                 for (int t = 0; t < ntiles; ++t) {
-                    const int st = t % ST, ts = t % NS;
-                    fg_cp_async_wait<ST - 2>(); /* tile t's group done (its successors may be in flight) */
+                    const int st = t & 1, ts = t % 3;
+                    fg_cp_async_wait<0>();
 #if defined(FG_HAVE_WGMMA)
                     if (WG) fg_fence_proxy_async(); /* the copies, visible to wgmma's reads */
 #endif
-                    __syncthreads(); /* tile t and table t+ST-1 visible; stage (t-1)%ST, slot (t+ST)%NS free */
-                    if (t + ST - 1 < ntiles) issue_tile((t + ST - 1) % NS, (t + ST - 1) % ST);
-                    else if (ST > 2) fg_cp_async_commit(); /* an empty group keeps the wait's count */
-                    const bool filling = fill_r >= 0 && t + ST < ntiles;
+                    __syncthreads(); /* tile t and table t+1 visible; stage st^1, slot (t+2)%3 free */
+                    if (t + 1 < ntiles) issue_tile((t + 1) % 3, st ^ 1);
+                    const bool filling = fill_r >= 0 && t + 2 < ntiles;
                     int f_pos = 0, f_sgi = 0, f_pg = 0;
-                    if (filling) fill_start(t + ST, fill_r, f_pos, f_sgi, f_pg);
+                    if (filling) fill_start(t + 2, fill_r, f_pos, f_sgi, f_pg);
                     if (wg_rb || warp_active) {
                     auto step = [&](auto nc_c, const int c0) {
                     constexpr int NC = decltype(nc_c)::value;
@@ -1121,7 +1111,7 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
                     else if (nrw == 2) step(FgIc<BN / 2>{}, ch * (BN / 2));
                     else if constexpr (BN / 4 >= 16) step(FgIc<BN / 4>{}, ch * (BN / 4));
                     }
-                    if (filling) fill_end((t + ST) % NS, fill_r, f_pos, f_sgi, f_pg);
+                    if (filling) fill_end((t + 2) % 3, fill_r, f_pos, f_sgi, f_pg);
                 }
             }
 
@@ -1321,12 +1311,7 @@ template <int T, int D> hipError_t launch_partial(const fg_kernel_args *a, int p
 #if FG_CUDA
     if (path == FG_PATH_MMA) {
         const int fused = fused_merge_on(path) ? 1 : 0;
-        constexpr int D12 = D <= 128 ? D : 128; /* v12: head_dim <= 128 */
-        if (g_kernel_version == 12 && D <= 128 && a->max_item_rows * a->group > 16)
-            partial_mma4<T, D12, true, false, false, false, false, 32, 4><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4, s>>>(*a);
-        else if (g_kernel_version == 12 && D <= 128)
-            partial_mma4<T, D12, false, false, false, false, false, 32, 4><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4, s>>>(*a);
-        else if (g_kernel_version == 8)
+        if (g_kernel_version == 8)
             partial_mma4<T, D, false, false, true><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4, s>>>(*a);
         else if (g_kernel_version == 5)
             partial_mma4<T, D, true><<<a->num_blocks, kMmaThreads, MmaCfg<D>::smem4, s>>>(*a);
@@ -1394,7 +1379,7 @@ hipError_t fg_kernels_init(bool mma) {
             g_fused_merge = fe && atoi(fe) != 0;
         }
         g_kernel_version = 4;
-        if (kv && (atoi(kv) == 1 || atoi(kv) == 5 || atoi(kv) == 7 || atoi(kv) == 8 || atoi(kv) == 9 || atoi(kv) == 12))
+        if (kv && (atoi(kv) == 1 || atoi(kv) == 5 || atoi(kv) == 7 || atoi(kv) == 8 || atoi(kv) == 9))
             g_kernel_version = atoi(kv);
         hipError_t e;
         if (g_kernel_version == 9) { /* v9 only where this build has sm_90a code for the device */
@@ -1429,12 +1414,6 @@ hipError_t fg_kernels_init(bool mma) {
     if (D <= 128) {                                                                                \
         e = hipFuncSetAttribute((const void *)partial_mma4<T, (D <= 128 ? D : 128), false, false, false, false, true>, \
                                 hipFuncAttributeMaxDynamicSharedMemorySize, (int)MmaCfg<D>::smem4 + 1024); \
-        if (e != hipSuccess) return e;                                                             \
-        e = hipFuncSetAttribute((const void *)partial_mma4<T, (D <= 128 ? D : 128), false, false, false, false, false, 32, 4>, \
-                                hipFuncAttributeMaxDynamicSharedMemorySize, (int)MmaCfg<D>::smem4); \
-        if (e != hipSuccess) return e;                                                             \
-        e = hipFuncSetAttribute((const void *)partial_mma4<T, (D <= 128 ? D : 128), true, false, false, false, false, 32, 4>, \
-                                hipFuncAttributeMaxDynamicSharedMemorySize, (int)MmaCfg<D>::smem4); \
         if (e != hipSuccess) return e;                                                             \
     }
         FG_SET_SMEM4(FG_T_F16, 64) FG_SET_SMEM4(FG_T_F16, 128) FG_SET_SMEM4(FG_T_F16, 256)
