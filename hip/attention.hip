@@ -93,12 +93,11 @@ __global__ void __launch_bounds__(kPortableThreads) partial_portable(fg_kernel_a
             }
             float mx = -INFINITY, l = 0.f;
             for (int s = seg0; s < seg1; ++s) {
-                const fg_seg sg = a.seg[s];
+                const fg_work_seg sg = a.seg[s];
                 if (r.rank < sg.rank_lo || r.rank >= sg.rank_hi) continue;
                 const int end = min(sg.kv_end, r.limit);
-                const int *pt = a.page + a.page_off[sg.src_req];
                 for (int p = sg.kv_begin; p < end; ++p) {
-                    const int64_t pg = pt[p / a.page_size], slot = p % a.page_size;
+                    const int64_t pg = a.page[sg.page_base + p / a.page_size], slot = p % a.page_size;
                     const uint16_t *kp = k + pg * a.k_stride_page + slot * a.k_stride_token +
                                          (int64_t)kvh * a.k_stride_head;
                     const uint16_t *vp = v + pg * a.v_stride_page + slot * a.v_stride_token +
@@ -345,7 +344,7 @@ template <int D> struct MmaCfg {
     static constexpr size_t meta_bytes = (size_t)3 * 2 * BN * 4;
     static constexpr size_t seg_bytes = (size_t)(5 * kSegCap + 1) * 4;
     static constexpr size_t smem = q_bytes + 2 * kv_bytes + meta_bytes + seg_bytes;
-    /* v4: meta + page table in 3 slots, segment table with page-table bases */
+    /* v4: meta + page table in 3 slots, segment table with page bases */
     static constexpr size_t smem4 = q_bytes + 2 * kv_bytes + (size_t)4 * 3 * BN * 4 + seg_bytes;
 };
 
@@ -391,8 +390,8 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma(fg_kernel_args a) {
     int *meta_lo = meta_pos + 2 * BN;
     int *meta_hi = meta_lo + 2 * BN;
     int *seg_cum = meta_hi + 2 * BN;
-    int *seg_src = seg_cum + kSegCap + 1;
-    int *seg_beg = seg_src + kSegCap;
+    int *seg_pb = seg_cum + kSegCap + 1; /* page_base: the segment's run in the page list */
+    int *seg_beg = seg_pb + kSegCap;
     int *seg_lo = seg_beg + kSegCap;
     int *seg_hi = seg_lo + kSegCap;
 
@@ -454,8 +453,8 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma(fg_kernel_args a) {
                 const int ns = min(kSegCap, nseg - sc);
                 __syncthreads(); /* the previous chunk's tiles and segment table are consumed */
                 if (tid < ns) {
-                    const fg_seg sg = a.seg[seg0 + sc + tid];
-                    seg_src[tid] = sg.src_req;
+                    const fg_work_seg sg = a.seg[seg0 + sc + tid];
+                    seg_pb[tid] = sg.page_base;
                     seg_beg[tid] = sg.kv_begin;
                     seg_lo[tid] = sg.rank_lo;
                     seg_hi[tid] = sg.rank_hi;
@@ -488,7 +487,7 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma(fg_kernel_args a) {
                                 if (seg_cum[mid] <= idx) lo = mid; else hi = mid;
                             }
                             const int p = seg_beg[lo] + idx - seg_cum[lo];
-                            const int64_t pg = a.page[a.page_off[seg_src[lo]] + p / a.page_size];
+                            const int64_t pg = a.page[seg_pb[lo] + p / a.page_size];
                             const int64_t slot = p % a.page_size;
                             kp = k + pg * a.k_stride_page + slot * a.k_stride_token + k_head + lchunk * 8;
                             vp = v + pg * a.v_stride_page + slot * a.v_stride_token + v_head + lchunk * 8;
@@ -645,13 +644,13 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma(fg_kernel_args a) {
  * ~60% of the warps' stall samples in load_tile: every thread resolved the page of each of
  * its 8 token rows itself (16 threads per row did the same work), one row after another
  * (the row loop had a run-time start, so it was not unrolled), each row paying a binary
- * search, an integer division by the page size and two dependent global loads
- * (page_off[src], then page[...]) before its cp.async could issue. v4:
+ * search, an integer division by the page size and dependent global loads (then:
+ * page_off[src], then page[...]) before its cp.async could issue. v4:
  *  - a per-tile row table (page, position, segment rank range) in shared memory, 3 slots
  *    (tiles t, t+1, t+2); one "filler" thread per tile row builds tile t+2's entry during
  *    step t, its page-index load issued before the tile's compute and stored after it;
- *  - the segment table stages each segment's page-table base (page_off[src_req]), so a row
- *    needs one global load, not two; page sizes that are powers of two use shifts;
+ *  - the segment table stages each segment's page_base (src/worklist.h), so a row needs
+ *    one global load; page sizes that are powers of two use shifts;
  *  - the issue of tile t+1 is a compile-time-unrolled loop of shared loads, address math
  *    and cp.async per row: no global load, no division.
  * Fillers are the last BN threads (warps 2-3 at BN 64): idle warps when a row block has
@@ -717,7 +716,7 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
     int *meta_hi = meta_lo + 3 * BN;
     int *tab_pg = meta_hi + 3 * BN; /* page of the row's token, -1: past the stream's end */
     int *seg_cum = tab_pg + 3 * BN;
-    int *seg_pb = seg_cum + kSegCap + 1; /* page_off[src_req]: the request's page-table base */
+    int *seg_pb = seg_cum + kSegCap + 1; /* page_base: the segment's run in the page list */
     int *seg_beg = seg_pb + kSegCap;
     int *seg_lo = seg_beg + kSegCap;
     int *seg_hi = seg_lo + kSegCap;
@@ -732,8 +731,8 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
     const int ps_shift = (ps & (ps - 1)) == 0 ? __ffs(ps) - 1 : -1; /* uniform */
     const int fill_r = tid - (kMmaThreads - BN);                     /* filler's tile row */
 
-    /* v7 (PF): the next task's metadata chain (block_task -> item offsets -> segments ->
-     * page-table bases) is loaded during the current task, one dependent level at a time
+    /* v7 (PF): the next task's metadata chain (block_task -> item offsets -> segments)
+     * is loaded during the current task, one dependent level at a time
      * at points where the current task waits anyway; the next task then stages its
      * segment table from registers. */
     const int bt_end = a.block_task_off[blockIdx.x + 1];
@@ -749,7 +748,7 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
     }
 #endif
     int nx_task = -1, nx_row0 = 0, nx_nrows = 0, nx_seg0 = 0, nx_nseg = 0;
-    int nx_beg = 0, nx_len = 0, nx_lo = 0, nx_hi = 0, nx_pb = 0, nx_src = 0;
+    int nx_beg = 0, nx_len = 0, nx_lo = 0, nx_hi = 0, nx_pb = 0;
     bool nx_segs = false; /* this thread's segment registers hold the next task's */
     bool nx_meta = true;  /* nx_row0 .. nx_nseg hold the next task's item offsets */
     if (PF && a.block_task_off[blockIdx.x] < bt_end) {
@@ -872,8 +871,8 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
                         seg_hi[tid] = c_hi;
                         seg_cum[tid + 1] = c_len;
                     } else {
-                    const fg_seg sg = a.seg[seg0 + sc + tid];
-                    seg_pb[tid] = a.page_off[sg.src_req];
+                    const fg_work_seg sg = a.seg[seg0 + sc + tid];
+                    seg_pb[tid] = sg.page_base;
                     seg_beg[tid] = sg.kv_begin;
                     seg_lo[tid] = sg.rank_lo;
                     seg_hi[tid] = sg.rank_hi;
@@ -881,13 +880,14 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
                     }
                 }
                 if (PF && mb == 0 && sc == 0 && nx_task >= 0 && nx_nseg <= kSegCap && tid < nx_nseg) {
-                    /* level 3: the next task's segments (their page-table bases: level 4) */
-                    const fg_seg sg = a.seg[nx_seg0 + tid];
+                    /* level 3 (the last): the next task's segments */
+                    const fg_work_seg sg = a.seg[nx_seg0 + tid];
                     nx_beg = sg.kv_begin;
                     nx_len = sg.kv_end - sg.kv_begin;
                     nx_lo = sg.rank_lo;
                     nx_hi = sg.rank_hi;
-                    nx_src = sg.src_req;
+                    nx_pb = sg.page_base;
+                    nx_segs = true;
                 }
                 if (restage) {
                     __syncthreads();
@@ -947,10 +947,6 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
                     fg_cp_async_commit();
                 };
 
-                if (PF && mb == 0 && sc == 0 && nx_task >= 0 && nx_nseg <= kSegCap && tid < nx_nseg) {
-                    nx_pb = a.page_off[nx_src]; /* level 4 */
-                    nx_segs = true;
-                }
                 if (ntiles > 0) {
                     if (tid < 2 * BN) { /* prologue: tables of tiles 0 and 1 */
                         const int t = tid / BN, r = tid % BN;
@@ -1493,8 +1489,8 @@ void fgt_dump(const fg_kernel_args *a, hipStream_t stream) {
     cudaMemcpy(bt.data(), a->block_task, bt.size() * 4, cudaMemcpyDeviceToHost);
     cudaMemcpy(iro.data(), a->item_row_off, iro.size() * 4, cudaMemcpyDeviceToHost);
     cudaMemcpy(iso.data(), a->item_seg_off, iso.size() * 4, cudaMemcpyDeviceToHost);
-    std::vector<fg_seg> sg(iso[ni] > 0 ? iso[ni] : 1);
-    if (iso[ni] > 0) cudaMemcpy(sg.data(), a->seg, (size_t)iso[ni] * sizeof(fg_seg), cudaMemcpyDeviceToHost);
+    std::vector<fg_work_seg> sg(iso[ni] > 0 ? iso[ni] : 1);
+    if (iso[ni] > 0) cudaMemcpy(sg.data(), a->seg, (size_t)iso[ni] * sizeof(fg_work_seg), cudaMemcpyDeviceToHost);
     const int BN = a->head_dim_qk <= 128 ? 64 : 32;
     unsigned long long g0 = ~0ull, g1 = 0, gsmax = 0;
     double clk = 0, gns = 0;

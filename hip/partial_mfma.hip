@@ -104,7 +104,7 @@ __global__ void __launch_bounds__(kThreads) partial_mfma(fg_kernel_args a) {
     __shared__ __attribute__((aligned(16))) uint16_t Ks[kBN * (D + FG_MFMA_K_PAD)];
     __shared__ __attribute__((aligned(16))) uint16_t Vt[D * FG_MFMA_VT_STRIDE];
     __shared__ int meta_pos[kBN], meta_lo[kBN], meta_hi[kBN];
-    __shared__ int seg_cum[kSegCap + 1], seg_src[kSegCap], seg_beg[kSegCap], seg_lo[kSegCap],
+    __shared__ int seg_cum[kSegCap + 1], seg_pb[kSegCap], seg_beg[kSegCap], seg_lo[kSegCap],
         seg_hi[kSegCap];
 
     const int tid = threadIdx.x, wave = tid / FG_WAVE_SIZE, lane = tid % FG_WAVE_SIZE;
@@ -156,8 +156,8 @@ __global__ void __launch_bounds__(kThreads) partial_mfma(fg_kernel_args a) {
                 const int ns = min(kSegCap, nseg - sc);
                 __syncthreads(); /* the previous chunk's tiles and segment table are consumed */
                 if (tid < ns) {
-                    const fg_seg sg = a.seg[seg0 + sc + tid];
-                    seg_src[tid] = sg.src_req;
+                    const fg_work_seg sg = a.seg[seg0 + sc + tid];
+                    seg_pb[tid] = sg.page_base;
                     seg_beg[tid] = sg.kv_begin;
                     seg_lo[tid] = sg.rank_lo;
                     seg_hi[tid] = sg.rank_hi;
@@ -197,7 +197,7 @@ __global__ void __launch_bounds__(kThreads) partial_mfma(fg_kernel_args a) {
                         if (idx < L) {
                             const int lo = find_seg(idx);
                             const int p = seg_beg[lo] + idx - seg_cum[lo];
-                            const int64_t pg = a.page[a.page_off[seg_src[lo]] + p / a.page_size];
+                            const int64_t pg = a.page[seg_pb[lo] + p / a.page_size];
                             const int64_t slot = p % a.page_size;
                             kr[i] = *(const fg_vec16 *)(k + pg * a.k_stride_page + slot * a.k_stride_token + k_head + c * 8);
                             vr[i] = *(const fg_vec16 *)(v + pg * a.v_stride_page + slot * a.v_stride_token + v_head + c * 8);

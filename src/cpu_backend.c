@@ -199,8 +199,7 @@ static void run_task(const fg_kernel_args *a, int32_t task, float *scratch) {
     memset(acc, 0, sizeof(float) * (size_t)M * (size_t)dv);
 
     for (int32_t si = a->item_seg_off[item]; si < a->item_seg_off[item + 1]; si++) {
-        fg_seg sg = a->seg[si];
-        const int32_t *pages = a->page + a->page_off[sg.src_req];
+        const fg_work_seg sg = a->seg[si];
         for (int32_t t0 = sg.kv_begin; t0 < sg.kv_end; t0 += CPU_TILE_KV) {
             int32_t tn = sg.kv_end - t0 < CPU_TILE_KV ? sg.kv_end - t0 : CPU_TILE_KV;
             /* Does any row see this tile? (causal limits, rank masks) */
@@ -210,7 +209,7 @@ static void run_task(const fg_kernel_args *a, int32_t task, float *scratch) {
             if (!any) continue;
             for (int32_t t = 0; t < tn; t++) {
                 int32_t p = t0 + t;
-                int64_t page = pages[p / a->page_size], slot = p % a->page_size;
+                int64_t page = a->page[sg.page_base + p / a->page_size], slot = p % a->page_size;
                 /* K is stored transposed ([d][t]) so that the score loop runs along t
                  * without a floating-point reduction, which the compiler can vectorise. */
                 float krow[FG_CPU_MAX_DIM];

@@ -86,7 +86,8 @@ static fg_status validate_attn(fg_context ctx, const fg_attn_desc *a) {
 /* The page range check of requests [0, r_end): FG_ERR_PAGE_OUT_OF_RANGE naming the first
  * bad index (index order is request order: page_indptr is checked non-decreasing from 0
  * before this runs). fg_plan_create does not scan the page ids up front: a successful
- * plan checks them while copying them into the work list (one read), and every earlier
+ * plan checks the ones it copies into the work list (which checks them all, see
+ * build_work_list), and every earlier
  * failure runs this first, so a bad page is reported exactly where the up-front scan
  * would have reported it. Branch-free (vectorisable); the slow scan only names it. */
 static fg_status check_pages(const fg_batch_desc *b, int32_t r_end) {
@@ -331,37 +332,28 @@ static double plain_lower_bound(fg_context ctx, const fg_attn_desc *a, int32_t g
     return lb * (1.0 - 1e-6); /* margin for the rounding of the closed form */
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-/* copy_pages compiled for AVX2, taken when the CPU has it (__builtin_cpu_supports).
- * x86-64's baseline SSE2 has no unsigned 32-bit compare or max: the emulated compare
- * made the loop below instruction-bound (about 9 instructions per 4 ids; ~5.3 us for
- * the 120 KB of a 256-request batch, ~3.2 us for a plain memcpy). With AVX2's unsigned
- * max it takes ~4.2 us. The same answer: the largest id is >= np exactly when some id
- * is. */
-#define FG_COPY_PAGES_AVX2 1
-__attribute__((target("avx2"))) static uint32_t copy_pages_avx2(int32_t *restrict dst, const int32_t *restrict src,
-                                                                int64_t n, uint32_t np) {
-    uint32_t mx = 0;
-    for (int64_t i = 0; i < n; i++) {
-        const uint32_t v = (uint32_t)src[i];
-        dst[i] = (int32_t)v;
-        mx = v > mx ? v : mx;
-    }
-    return mx >= np;
+/* Position -> page index: a shift for the usual power-of-two page sizes, else a division
+ * (a division per segment end cost ~5 us in a 320-segment plan). */
+typedef struct page_div {
+    int32_t ps, shift; /* shift < 0: not a power of two */
+} page_div;
+static inline int32_t page_of_pos(page_div pd, int32_t pos) {
+    return pd.shift >= 0 ? pos >> pd.shift : pos / pd.ps;
 }
-#endif
-
-/* dst[i] = src[i] for i < n; nonzero when some src[i] is outside [0, np). One
- * (vectorised) pass over the page ids does the copy and fg_plan_create's range check. */
-static uint32_t copy_pages(int32_t *restrict dst, const int32_t *restrict src, int64_t n, uint32_t np) {
-#ifdef FG_COPY_PAGES_AVX2
-    if (__builtin_cpu_supports("avx2")) return copy_pages_avx2(dst, src, n, np);
-#endif
-    uint32_t bad = 0;
-    for (int64_t i = 0; i < n; i++) {
-        int32_t v = src[i];
+/* The pages of the division's segment s: the run page_of(kv_begin) .. page_of(kv_end - 1)
+ * of its request's table (none when it is empty). */
+static inline int32_t seg_pages(const fg_seg *s, page_div pd) {
+    return s->kv_end > s->kv_begin ? page_of_pos(pd, s->kv_end - 1) - page_of_pos(pd, s->kv_begin) + 1 : 0;
+}
+/* dst[i] = src[i] for i < n; nonzero when some id is outside [0, np). Two signed
+ * compares, not one unsigned: SSE2 has the signed one, so the loop vectorises on any
+ * x86-64 (the unsigned form was emulated, ~9 instructions per 4 ids). */
+static inline int32_t copy_run(int32_t *restrict dst, const int32_t *restrict src, int32_t n, int32_t np) {
+    int32_t bad = 0;
+    for (int32_t i = 0; i < n; i++) {
+        const int32_t v = src[i];
         dst[i] = v;
-        bad |= (uint32_t)v >= np;
+        bad |= (v < 0) | (v >= np);
     }
     return bad;
 }
@@ -370,16 +362,22 @@ static uint32_t copy_pages(int32_t *restrict dst, const int32_t *restrict src, i
 static fg_status build_work_list(fg_plan p, candidate *c, const fg_batch_desc *b) {
     fg_work_layout *L = &p->layout;
     const fg_division *d = &c->div;
+    const int32_t ps = p->attn.page_size;
+    const page_div pd = {ps, (ps & (ps - 1)) == 0 ? __builtin_ctz((unsigned)ps) : -1};
+    int64_t num_page_entries = 0;
+    for (int32_t i = 0; i < d->num_segs; i++) num_page_entries += seg_pages(&d->seg[i], pd);
+    if (num_page_entries > INT32_MAX) /* at most the batch's own page count: never, in practice */
+        return fg_fail(FG_ERR_OVERFLOW, "fg_plan_create: the plan's segments read %lld page ids, past %d",
+                       (long long)num_page_entries, INT32_MAX);
     int64_t off = 0;
 #define PLACE(field, bytes) do { L->field = off; off = fg_align_up(off + (int64_t)(bytes), FG_ALIGN); } while (0)
     PLACE(item_seg_off, sizeof(int32_t) * ((size_t)d->num_items + 1));
-    PLACE(seg, sizeof(fg_seg) * (size_t)d->num_segs);
+    PLACE(seg, sizeof(fg_work_seg) * (size_t)d->num_segs);
     PLACE(item_row_off, sizeof(int32_t) * ((size_t)d->num_items + 1));
     PLACE(row, sizeof(fg_row) * (size_t)d->num_rows);
     PLACE(block_task_off, sizeof(int32_t) * ((size_t)c->num_blocks + 1));
     PLACE(block_task, sizeof(int32_t) * (size_t)c->num_tasks);
-    PLACE(page_off, sizeof(int32_t) * ((size_t)b->num_requests + 1));
-    PLACE(page, sizeof(int32_t) * (size_t)b->page_indptr[b->num_requests]);
+    PLACE(page, sizeof(int32_t) * (size_t)num_page_entries);
     PLACE(merge_off, sizeof(int32_t) * ((size_t)p->num_qtok + 1));
     PLACE(merge_slot, sizeof(int32_t) * (size_t)c->num_merge);
     L->list_bytes = off;
@@ -401,23 +399,21 @@ static fg_status build_work_list(fg_plan p, candidate *c, const fg_batch_desc *b
     char *h = hv;
     /* Zero only the alignment padding between the lists (every list byte is written below). */
     {
-        const int64_t end[10][2] = {
+        const int64_t end[9][2] = {
             {L->item_seg_off + (int64_t)sizeof(int32_t) * (d->num_items + 1), L->seg},
-            {L->seg + (int64_t)sizeof(fg_seg) * d->num_segs, L->item_row_off},
+            {L->seg + (int64_t)sizeof(fg_work_seg) * d->num_segs, L->item_row_off},
             {L->item_row_off + (int64_t)sizeof(int32_t) * (d->num_items + 1), L->row},
             {L->row + (int64_t)sizeof(fg_row) * d->num_rows, L->block_task_off},
             {L->block_task_off + (int64_t)sizeof(int32_t) * (c->num_blocks + 1), L->block_task},
-            {L->block_task + (int64_t)sizeof(int32_t) * c->num_tasks, L->page_off},
-            {L->page_off + (int64_t)sizeof(int32_t) * (b->num_requests + 1), L->page},
-            {L->page + (int64_t)sizeof(int32_t) * b->page_indptr[b->num_requests], L->merge_off},
+            {L->block_task + (int64_t)sizeof(int32_t) * c->num_tasks, L->page},
+            {L->page + (int64_t)sizeof(int32_t) * num_page_entries, L->merge_off},
             {L->merge_off + (int64_t)sizeof(int32_t) * (p->num_qtok + 1), L->merge_slot},
             {L->merge_slot + (int64_t)sizeof(int32_t) * c->num_merge, L->list_bytes}};
-        for (int k = 0; k < 10; k++)
+        for (int k = 0; k < 9; k++)
             if (end[k][1] > end[k][0]) memset(h + end[k][0], 0, (size_t)(end[k][1] - end[k][0]));
     }
     p->list = h;
     memcpy(h + L->item_seg_off, d->item_seg_off, sizeof(int32_t) * ((size_t)d->num_items + 1));
-    memcpy(h + L->seg, d->seg, sizeof(fg_seg) * (size_t)d->num_segs);
     memcpy(h + L->item_row_off, d->item_row_off, sizeof(int32_t) * ((size_t)d->num_items + 1));
     {   /* Rows with their slots: rows are in item order, so taking each merged token's
          * next slot as its rows come fills each merge list in item order. The offsets go
@@ -439,11 +435,22 @@ static fg_status build_work_list(fg_plan p, candidate *c, const fg_batch_desc *b
     }
     memcpy(h + L->block_task_off, c->block_task_off, sizeof(int32_t) * ((size_t)c->num_blocks + 1));
     memcpy(h + L->block_task, c->block_task, sizeof(int32_t) * (size_t)c->num_tasks);
-    memcpy(h + L->page_off, b->page_indptr, sizeof(int32_t) * ((size_t)b->num_requests + 1));
-    {   /* copy the page ids and range-check them in the same pass (validate_batch left it) */
-        if (copy_pages((int32_t *)(h + L->page), b->page_indices, b->page_indptr[b->num_requests],
-                       (uint32_t)b->num_pages))
-            return check_pages(b, b->num_requests);
+    {   /* The segments with their own runs of pages, copied and range-checked in one pass
+         * (validate_batch left the check). Checking the copied ids checks them all: each
+         * request lists exactly the pages of its kv_len (validate_batch), its KV is covered
+         * by the segments of the nodes on its forest path, and a node's pages are the same
+         * ids in every request through it (that is what made it one node). */
+        fg_work_seg *ws = (fg_work_seg *)(h + L->seg);
+        int32_t *pg = (int32_t *)(h + L->page);
+        int32_t at = 0, bad = 0;
+        for (int32_t i = 0; i < d->num_segs; i++) {
+            const fg_seg s = d->seg[i];
+            const int32_t first = page_of_pos(pd, s.kv_begin), n = seg_pages(&s, pd);
+            ws[i] = (fg_work_seg){at - first, s.kv_begin, s.kv_end, s.rank_lo, s.rank_hi};
+            bad |= copy_run(pg + at, b->page_indices + b->page_indptr[s.src_req] + first, n, b->num_pages);
+            at += n;
+        }
+        if (bad) return check_pages(b, b->num_requests);
     }
     return FG_SUCCESS;
 }
@@ -702,12 +709,11 @@ fg_status fg_run(fg_plan p, const fg_tensors *t, void *workspace, size_t workspa
     fg_kernel_args k;
     memset(&k, 0, sizeof k);
     k.item_seg_off = (const int32_t *)(w + L->item_seg_off);
-    k.seg = (const fg_seg *)(w + L->seg);
+    k.seg = (const fg_work_seg *)(w + L->seg);
     k.item_row_off = (const int32_t *)(w + L->item_row_off);
     k.row = (const fg_row *)(w + L->row);
     k.block_task_off = (const int32_t *)(w + L->block_task_off);
     k.block_task = (const int32_t *)(w + L->block_task);
-    k.page_off = (const int32_t *)(w + L->page_off);
     k.page = (const int32_t *)(w + L->page);
     k.merge_off = (const int32_t *)(w + L->merge_off);
     k.merge_slot = (const int32_t *)(w + L->merge_slot);

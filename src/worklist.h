@@ -9,9 +9,11 @@
  *    planned once and run for every KV head of the plan: task = item * kv_head_count + g.
  *    Inside a task, the query rows are (q token, query head of KV head g): M = rows * group.
  *  - segment: KV positions [kv_begin, kv_end) of one forest node, addressed through the
- *    block table of request src_req, visible to rows whose request's DFS rank lies in
- *    [rank_lo, rank_hi) (every row of a one-segment item; folded short nodes use the
- *    range as the per-row mask).
+ *    block table of request src_req (the division's fg_seg) or, in the work list, through
+ *    the plan's own page list: position p is in page page[page_base + p / page_size]
+ *    (fg_work_seg). Visible to rows whose request's DFS rank lies in [rank_lo, rank_hi)
+ *    (every row of a one-segment item; folded short nodes use the range as the per-row
+ *    mask).
  *  - slot: one partial state (O normalised by its softmax sum, fp32, and its natural-log
  *    LSE) of one q token for all the plan's query heads. slot == -1: the item covers the
  *    token's whole KV and writes O (and LSE) directly.
@@ -33,6 +35,20 @@ typedef struct fg_seg {
     int32_t rank_hi;
 } fg_seg;
 
+/* A segment as the kernels read it. The work list holds only the pages its segments
+ * read, each segment's run of them contiguous: page_base = (where the run starts in the
+ * list's page array) - kv_begin / page_size, so the page of position p is
+ * page[page_base + p / page_size] (page_base itself may be negative). A shared prefix's
+ * pages are copied once per segment, not once per request, and a kernel reaches a page
+ * id in one load where it took two (the request's table offset, then the id). */
+typedef struct fg_work_seg {
+    int32_t page_base;
+    int32_t kv_begin;
+    int32_t kv_end;
+    int32_t rank_lo;
+    int32_t rank_hi;
+} fg_work_seg;
+
 typedef struct fg_row {
     int32_t qtok;  /* row of Q / O */
     int32_t rank;  /* DFS rank of the token's request (segment visibility) */
@@ -44,13 +60,12 @@ typedef struct fg_row {
  * offset is a multiple of 256. The partial-state area follows the lists. */
 typedef struct fg_work_layout {
     int64_t item_seg_off;   /* int32 [num_items + 1] */
-    int64_t seg;            /* fg_seg [num_segs] */
+    int64_t seg;            /* fg_work_seg [num_segs] */
     int64_t item_row_off;   /* int32 [num_items + 1] */
     int64_t row;            /* fg_row [num_rows] */
     int64_t block_task_off; /* int32 [num_blocks + 1] */
     int64_t block_task;     /* int32 [num_tasks] */
-    int64_t page_off;       /* int32 [num_requests + 1], the batch's CSR indptr */
-    int64_t page;           /* int32 [num_page_entries], the batch's CSR indices */
+    int64_t page;           /* int32 [num_page_entries]: the pages the segments read (fg_work_seg) */
     int64_t merge_off;      /* int32 [num_qtok + 1]; empty range = written directly */
     int64_t merge_slot;     /* int32 [num_merge_entries], slots in merge order */
     int64_t list_bytes;     /* end of the lists: what fg_plan_upload copies */
@@ -66,12 +81,11 @@ typedef struct fg_work_layout {
  * base and the layout, the caller's tensors, and the plan's dimensions. Passed by value. */
 typedef struct fg_kernel_args {
     const int32_t *item_seg_off;
-    const fg_seg *seg;
+    const fg_work_seg *seg;
     const int32_t *item_row_off;
     const fg_row *row;
     const int32_t *block_task_off;
     const int32_t *block_task;
-    const int32_t *page_off;
     const int32_t *page;
     const int32_t *merge_off;
     const int32_t *merge_slot;
