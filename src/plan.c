@@ -436,10 +436,12 @@ static fg_status build_work_list(fg_plan p, candidate *c, const fg_batch_desc *b
     memcpy(h + L->block_task_off, c->block_task_off, sizeof(int32_t) * ((size_t)c->num_blocks + 1));
     memcpy(h + L->block_task, c->block_task, sizeof(int32_t) * (size_t)c->num_tasks);
     {   /* The segments with their own runs of pages, copied and range-checked in one pass
-         * (validate_batch left the check). Checking the copied ids checks them all: each
-         * request lists exactly the pages of its kv_len (validate_batch), its KV is covered
-         * by the segments of the nodes on its forest path, and a node's pages are the same
-         * ids in every request through it (that is what made it one node). */
+         * (validate_batch left the check). For sharing found in the block tables, checking
+         * the copied ids checks them all: each request lists exactly the pages of its kv_len
+         * (validate_batch), its KV is covered by the segments of the nodes on its forest
+         * path, and a node's pages are the same ids in every request through it (that is
+         * what made it one node). An explicit tree only asserts that: the other requests'
+         * ids under a shared node are never read, so they get the full scan. */
         fg_work_seg *ws = (fg_work_seg *)(h + L->seg);
         int32_t *pg = (int32_t *)(h + L->page);
         int32_t at = 0, bad = 0;
@@ -450,7 +452,10 @@ static fg_status build_work_list(fg_plan p, candidate *c, const fg_batch_desc *b
             bad |= copy_run(pg + at, b->page_indices + b->page_indptr[s.src_req] + first, n, b->num_pages);
             at += n;
         }
-        if (bad) return check_pages(b, b->num_requests);
+        if (bad || b->tree) {
+            fg_status st = check_pages(b, b->num_requests);
+            if (st != FG_SUCCESS) return st;
+        }
     }
     return FG_SUCCESS;
 }

@@ -124,6 +124,9 @@ M(m_indptr_mono, (x->indptr[2] = 1))
 M(m_pagecount, (x->kv_len[0] = 9)) /* needs 3 pages, lists 2 */
 M(m_page_oob, x->indices[3] = 8)
 M(m_page_neg, x->indices[5] = -1)
+/* an explicit tree reads the root's pages through request 0: request 1's copy of them is
+ * never read, and must still be checked */
+M(m_tree_page_oob, (x->b.tree = &x->tree, x->b.flags = FG_BATCH_FORCE_SHARING, x->indices[2] = 8))
 M(m_tree_cycle, (x->b.tree = &x->tree, x->parent[0] = 2))
 M(m_tree_pathlen, (x->b.tree = &x->tree, x->length[3] = 3))
 M(m_tree_parent_oob, (x->b.tree = &x->tree, x->parent[2] = 4))
@@ -169,6 +172,7 @@ static const bad_case k_cases[] = {
     {"page count wrong for kv_len", FG_ERR_SHAPE_MISMATCH, "kv_len[0]", m_pagecount},
     {"page id == num_pages", FG_ERR_PAGE_OUT_OF_RANGE, "page_indices[3]", m_page_oob},
     {"page id negative", FG_ERR_PAGE_OUT_OF_RANGE, "page_indices[5]", m_page_neg},
+    {"tree: page id out of range under a shared node", FG_ERR_PAGE_OUT_OF_RANGE, "page_indices[2]", m_tree_page_oob},
     {"tree with a cycle", FG_ERR_INVALID_TREE, "cycle", m_tree_cycle},
     {"tree path length != kv_len", FG_ERR_INVALID_TREE, "request 2", m_tree_pathlen},
     {"tree parent out of range", FG_ERR_INVALID_TREE, "parent[2]", m_tree_parent_oob},
