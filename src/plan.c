@@ -86,10 +86,10 @@ static fg_status validate_attn(fg_context ctx, const fg_attn_desc *a) {
 /* The page range check of requests [0, r_end): FG_ERR_PAGE_OUT_OF_RANGE naming the first
  * bad index (index order is request order: page_indptr is checked non-decreasing from 0
  * before this runs). fg_plan_create does not scan the page ids up front: a successful
- * plan checks the ones it copies into the work list (which checks them all, see
- * build_work_list), and every earlier
- * failure runs this first, so a bad page is reported exactly where the up-front scan
- * would have reported it. Branch-free (vectorisable); the slow scan only names it. */
+ * plan checks the ids it copies into the work list, which covers them all (see
+ * build_work_list; explicit trees get this full scan there), and every earlier failure
+ * runs this first, so a bad page is reported exactly where the up-front scan would have
+ * reported it. Branch-free (vectorisable); the slow scan only names it. */
 static fg_status check_pages(const fg_batch_desc *b, int32_t r_end) {
     const int64_t n = b->page_indptr[r_end];
     const uint32_t np = (uint32_t)b->num_pages;
