@@ -9,6 +9,8 @@
  *                                                     median fg_plan_create time; --arch plans
  *                                                     as that GPU's defaults (132 units unless
  *                                                     --units) would, without a GPU
+ *   forgeattn-calibrate --plans TABLE                  W1..W5 planned with TABLE as its GPU would
+ *                                                     (no GPU needed): tasks, partials, predictions
  *   forgeattn-calibrate --defaults ARCH UNITS -o TABLE [--device NAME] [--source TEXT]
  *                                                     write the built-in (estimated) table
  *
@@ -465,7 +467,7 @@ static void plan_time(env *e, int reps, const char *arch, int units) {
     fg_divide_input in = {&f, 256, b.q_len, b.kv_len, qi, 4, 8, 128, 128, 2, 2, 16,
                           e->ctx->gpu ? fg_cost_blocks(p) : e->ctx->num_threads};
     double *vf = malloc(sizeof(double) * (size_t)reps), *vd = malloc(sizeof(double) * (size_t)reps);
-    double *vs = malloc(sizeof(double) * (size_t)reps);
+    double *vs = malloc(sizeof(double) * (size_t)reps), *vp = malloc(sizeof(double) * (size_t)reps);
     for (int i = 0; i < reps; i++) {
         double t0 = now_us();
         fg_forest f2;
@@ -483,7 +485,7 @@ static void plan_time(env *e, int reps, const char *arch, int units) {
         fg_cost_shape sh = {4, 128, 128, 2, 2, 16};
         int32_t packed = 0;
         t0 = now_us();
-        check(fg_pack_short_items(&d, p, &sh, &packed), "fg_pack_short_items");
+        check(fg_pack_short_items(&d, p, &sh, 8, in.num_blocks, &packed), "fg_pack_short_items");
         if (packed) fg_division_drop_lpt(&d);
         double tp = now_us() - t0;
         int32_t T = d.num_items * 8, B = T < in.num_blocks ? T : in.num_blocks;
@@ -492,12 +494,14 @@ static void plan_time(env *e, int reps, const char *arch, int units) {
         t0 = now_us();
         check(fg_schedule_items_hint(d.item_cost_us, d.num_items, 8, B, &d.lpt, off, bt, &mk, &imb),
               "fg_schedule");
-        vs[i] = tp + now_us() - t0;
+        vs[i] = now_us() - t0;
+        vp[i] = tp;
         free(off); free(bt);
         fg_division_free(&d);
     }
-    printf("  parts (%d blocks, sharing forest): forest %.1f us, fg_divide %.1f us, fg_pack + fg_schedule %.1f us "
-           "(medians)\n", in.num_blocks, median(vf, reps), median(vd, reps), median(vs, reps));
+    printf("  parts (%d blocks, sharing forest): forest %.1f us, fg_divide %.1f us, fg_pack %.1f us, fg_schedule "
+           "%.1f us (medians)\n", in.num_blocks, median(vf, reps), median(vd, reps), median(vp, reps), median(vs, reps));
+    free(vp);
     free(vf);
     free(vd);
     free(vs);
@@ -508,6 +512,52 @@ static void plan_time(env *e, int reps, const char *arch, int units) {
     fgt_batch_free(&b);
 }
 
+/* ------------------------------------------------------------------ plans */
+
+/* --plans TABLE: W1..W5 at full size planned as a GPU context with that table would
+ * (through the plan-only stand-in above), shared and non-shared: what the planner
+ * chose and what it predicts, without a GPU. For planner changes: the plans a device
+ * run would time, seen before spending device time on them. */
+static void plans(env *e, const char *table) {
+    if (e->gpu) die("--plans needs the CPU backend (this context has a GPU)");
+    fg_cost_params p;
+    check(fg_calibration_load(table, &p), "fg_calibration_load");
+    static fg_backend_ops sim;
+    memset(&sim, 0, sizeof sim);
+    sim.name = "plan-only";
+    sim.supports = sim_supports;
+    sim.pinned_alloc = sim_pinned_alloc;
+    sim.pinned_free = sim_pinned_free;
+    sim.close = sim_close;
+    const fg_backend_ops *saved_gpu = e->ctx->gpu;
+    fg_cost_params saved_cost = e->ctx->cost;
+    e->ctx->cost = p;
+    e->ctx->gpu = &sim;
+    printf("table %s (%s, %d units), full-size workloads, planned only\n", table, p.arch, p.compute_units);
+    printf("| workload | plan | items | tasks | blocks | partial rows | partial MB | predicted us | "
+           "floor us | imbalance |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (int w = 0; w < FGT_NUM_WORKLOADS; w++) {
+        fg_attn_desc a;
+        fgt_batch b;
+        if (fgt_batch_workload(w, 1, &a, &b)) die("fgt_batch_workload(%d) failed", w);
+        for (int ns = 0; ns < 2; ns++) {
+            b.desc.flags = ns ? FG_BATCH_NO_SHARING : 0;
+            fg_plan plan;
+            fg_plan_stats st;
+            check(fg_plan_create(e->ctx, &a, &b.desc, &plan), "fg_plan_create");
+            check(fg_plan_stats_get(plan, &st), "fg_plan_stats_get");
+            fg_plan_destroy(plan);
+            printf("| %s | %s | %d | %d | %d | %d | %.1f | %.1f | %.1f | %.3f |\n", fgt_workload_name(w),
+                   ns ? "non-shared" : (st.sharing_used ? "shared" : "shared (not used)"), st.num_items,
+                   st.num_tasks, st.num_blocks, st.num_partials, st.partial_bytes / 1e6, st.predicted_us,
+                   st.predicted_floor_us, st.imbalance);
+        }
+        fgt_batch_free(&b);
+    }
+    e->ctx->gpu = saved_gpu;
+    e->ctx->cost = saved_cost;
+}
+
 /* ------------------------------------------------------------------ main */
 
 static void usage(void) {
@@ -515,6 +565,7 @@ static void usage(void) {
             "usage: forgeattn-calibrate [-o TABLE] [--threads N] [--reps N]\n"
             "       forgeattn-calibrate --check TABLE [--scale S] [--threads N]\n"
             "       forgeattn-calibrate --plan-time [--reps N] [--threads N] [--arch ARCH [--units N]]\n"
+            "       forgeattn-calibrate --plans TABLE\n"
             "       forgeattn-calibrate --defaults ARCH UNITS -o TABLE [--device NAME] [--source TEXT]\n");
     exit(2);
 }
@@ -532,6 +583,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(s, "--scale") && i + 1 < argc) scale = atoi(argv[++i]);
         else if (!strcmp(s, "--check") && i + 1 < argc) { mode = 1; table = argv[++i]; }
         else if (!strcmp(s, "--plan-time")) mode = 2;
+        else if (!strcmp(s, "--plans") && i + 1 < argc) { mode = 4; table = argv[++i]; }
         else if (!strcmp(s, "--arch") && i + 1 < argc) plan_arch = argv[++i];
         else if (!strcmp(s, "--units") && i + 1 < argc) units = atoi(argv[++i]);
         else if (!strcmp(s, "--defaults") && i + 2 < argc) { mode = 3; arch = argv[++i]; units = atoi(argv[++i]); }
@@ -555,6 +607,7 @@ int main(int argc, char **argv) {
     open_env(&e, threads, mode == 1 ? table : NULL);
     if (mode == 0) calibrate(&e, out);
     else if (mode == 1) check_table(&e, scale > 0 ? scale : (e.gpu ? 1 : 8));
+    else if (mode == 4) plans(&e, table);
     else plan_time(&e, reps > 0 ? reps : 201, plan_arch, units > 0 ? units : 132);
     fg_context_destroy(e.ctx);
     return 0;

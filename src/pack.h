@@ -1,10 +1,13 @@
 /*
- * Packing: a pass after task division that merges items holding one request's short KV
- * (speculative branches, short own suffixes under a shared prefix: W5's 256 requests x 64
- * own tokens) into one item of several segments. Each segment keeps its one-request rank
- * range, so the kernels' per-row rank mask gives every row exactly its own keys; the
- * task's fixed cost (Q load, pipeline fill, epilogue) is then paid once per pack instead
- * of once per request.
+ * Packing: a pass after task division that merges items holding one request's KV
+ * (short own suffixes under a shared prefix: W5's 256 requests x 64 own tokens; W1's and
+ * W2's 256- and 512-token suffixes; speculative branches) into items of several segments.
+ * Each segment keeps its one-request rank range, so the kernels' per-row rank mask gives
+ * every row exactly its own keys, and the segments stream through one tile pipeline: the
+ * task's fixed cost (Q load, pipeline fill, epilogue) is paid once per pack instead of
+ * once per request. Fewer, longer tasks can unbalance the schedule, so the pack size is
+ * chosen by the LPT makespan it gives (perf/NOTES-gpu.md, session 10: W1 n=32 119 -> 107
+ * us on the H100).
  */
 #ifndef FG_PACK_H
 #define FG_PACK_H
@@ -13,9 +16,12 @@
 #include "divide.h"
 
 /* Rewrites d in place (item order otherwise kept; the packed item takes the place of its
- * first member). Keeps fg_divide's contract. Packs only where the cost model predicts the
- * packed task cheaper than its members. Returns the number of items removed in *removed. */
+ * first member). Keeps fg_divide's contract. Runs of consecutive one-request items of
+ * equal row counts are cut into packs of at most k items, as evenly as possible, for the
+ * k (tried from 1 up) whose tasks (items x kv_heads) give the smallest LPT makespan on
+ * num_blocks blocks; k = 1 leaves d as it is. Returns the number of items removed in
+ * *removed. */
 fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const fg_cost_shape *shape,
-                              int32_t *removed);
+                              int32_t kv_heads, int32_t num_blocks, int32_t *removed);
 
 #endif /* FG_PACK_H */

@@ -240,7 +240,7 @@ static fg_status build_candidate(fg_context ctx, const fg_attn_desc *a, int32_t 
         fg_cost_shape sh = {group, a->head_dim_qk, a->head_dim_v, fg_dtype_size(a->q_dtype),
                             fg_dtype_size(a->kv_dtype), a->page_size};
         int32_t packed = 0;
-        st = fg_pack_short_items(&c->div, cost, &sh, &packed);
+        st = fg_pack_short_items(&c->div, cost, &sh, a->kv_head_count, max_blocks, &packed);
         if (st != FG_SUCCESS) { candidate_free(c); return st; }
         if (packed) fg_division_drop_lpt(&c->div); /* its estimate was of the unpacked items */
     }

@@ -1,10 +1,14 @@
 /*
- * Property guarded: packing short single-request items into multi-segment items (src/pack.c)
- * keeps results exact. With the measured H100 cost table (per-task fixed cost ~3.8 us) the
- * planner packs W5's 64-token own suffixes and the short leaves of random forests; the
- * plans then run on the CPU backend (same work list as the GPU) and must match the
- * double-precision reference, and W5's plan must actually be packed (fewer items than
- * requests), so the test cannot pass without exercising the packing path.
+ * Property guarded: packing single-request items into multi-segment items (src/pack.c)
+ * keeps results exact and never makes the schedule worse. With the measured H100 cost
+ * table the planner packs W5's 64-token own suffixes and the short leaves of random
+ * forests; the plans then run on the CPU backend (same work list as the GPU) and must
+ * match the double-precision reference, and W5's plan must actually be packed (fewer
+ * items than requests), so the test cannot pass without exercising the packing path.
+ * On W1..W5 at full size (H100 table and the built-in defaults), a packed division's
+ * LPT makespan (an independent O(tasks x blocks) LPT here) is never above the
+ * unpacked one's, every pack holds distinct requests of equal row counts within the
+ * matrix paths' row limit, and W1 n=32 and W5 do pack on the H100.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,7 +20,10 @@
 
 #include <cmocka.h>
 
+#include "calibration.h"
+#include "divide.h"
 #include "fgtest.h"
+#include "pack.h"
 #include "workloads.h"
 
 static fg_context g_ctx;
@@ -91,6 +98,118 @@ static void t_random_packed(void **state) {
     }
 }
 
+/* Plain LPT (costs largest first, stable; each task to the least loaded block, lowest
+ * index on ties): the makespan of task t costing c[t / heads]. */
+static double lpt_makespan(const double *item_cost, int32_t items, int32_t heads, int32_t blocks) {
+    int32_t T = items * heads, B = T < blocks ? T : blocks;
+    double *c = malloc(sizeof(double) * (size_t)T), *load = calloc((size_t)B, sizeof(double));
+    assert_non_null(c);
+    assert_non_null(load);
+    for (int32_t t = 0; t < T; t++) c[t] = item_cost[t / heads];
+    for (int32_t i = 1; i < T; i++) { /* stable insertion sort, largest first */
+        double x = c[i];
+        int32_t j = i;
+        while (j > 0 && c[j - 1] < x) { c[j] = c[j - 1]; j--; }
+        c[j] = x;
+    }
+    for (int32_t t = 0; t < T; t++) {
+        int32_t m = 0;
+        for (int32_t b = 1; b < B; b++)
+            if (load[b] < load[m]) m = b;
+        load[m] += c[t];
+    }
+    double mk = 0.0;
+    for (int32_t b = 0; b < B; b++) mk = load[b] > mk ? load[b] : mk;
+    free(c);
+    free(load);
+    return mk;
+}
+
+static void t_workloads_pack(void **state) {
+    (void)state;
+    fg_cost_params tables[3];
+    assert_int_equal(fg_calibration_load(FG_TEST_COST_MODEL_DIR "/sm_90-132-h100.txt", &tables[0]), FG_SUCCESS);
+    fg_cost_defaults("gfx90a", 110, 0, &tables[1]);
+    fg_cost_defaults("cpu", 16, 0, &tables[2]);
+    for (int ti = 0; ti < 3; ti++) {
+        const fg_cost_params *cost = &tables[ti];
+        const int32_t blocks = fg_cost_blocks(cost);
+        for (int w = 0; w < FGT_NUM_WORKLOADS; w++) {
+            fg_attn_desc a;
+            fgt_batch b;
+            assert_int_equal(fgt_batch_workload(w, 1, &a, &b), 0);
+            const int32_t R = b.desc.num_requests, group = a.num_q_heads / a.num_kv_heads;
+            int32_t *qi = malloc(sizeof(int32_t) * (size_t)(R + 1));
+            assert_non_null(qi);
+            qi[0] = 0;
+            for (int32_t r = 0; r < R; r++) qi[r + 1] = qi[r] + b.q_len[r];
+            for (int ns = 0; ns < 2; ns++) {
+                fg_forest f;
+                assert_int_equal(fg_forest_from_block_tables(&b.desc, a.page_size, ns, &f), FG_SUCCESS);
+                fg_divide_input in = {&f, R, b.q_len, b.kv_len, qi, group, a.num_kv_heads, a.head_dim_qk,
+                                      a.head_dim_v, 2, 2, a.page_size, blocks};
+                fg_division d;
+                assert_int_equal(fg_divide(&in, cost, &d), FG_SUCCESS);
+                const int32_t items0 = d.num_items;
+                int32_t *seg0 = malloc(sizeof(int32_t) * (size_t)(items0 + 1));
+                int32_t *row0 = malloc(sizeof(int32_t) * (size_t)(items0 + 1));
+                assert_non_null(seg0);
+                assert_non_null(row0);
+                memcpy(seg0, d.item_seg_off, sizeof(int32_t) * (size_t)(items0 + 1));
+                memcpy(row0, d.item_row_off, sizeof(int32_t) * (size_t)(items0 + 1));
+                const double mk0 = lpt_makespan(d.item_cost_us, d.num_items, a.num_kv_heads, blocks);
+                fg_cost_shape sh = {group, a.head_dim_qk, a.head_dim_v, 2, 2, a.page_size};
+                int32_t removed = -1;
+                assert_int_equal(fg_pack_short_items(&d, cost, &sh, a.num_kv_heads, blocks, &removed), FG_SUCCESS);
+                assert_int_equal(d.num_items + removed, items0);
+                const double mk1 = lpt_makespan(d.item_cost_us, d.num_items, a.num_kv_heads, blocks);
+                print_message("%-8s %-9s %-6s: %5d -> %5d items, LPT makespan %8.1f -> %8.1f us\n",
+                              fgt_workload_name(w), ns ? "nonshared" : "shared", cost->arch, items0, d.num_items,
+                              mk0, mk1);
+                if (mk1 > mk0 * (1.0 + 1e-12))
+                    fail_msg("%s on %s: packing raised the LPT makespan %.3f -> %.3f", fgt_workload_name(w),
+                             cost->arch, mk0, mk1);
+                /* Every item is a run of consecutive old items (its first segment and row
+                 * start an old item's); one of two or more old items is a pack: one-request
+                 * one-segment members of distinct requests and equal rows, within the
+                 * matrix paths' row limit. */
+                const int32_t max_m = cost->pad_rows > 1 && cost->tile_rows > 32 ? 32 : cost->tile_rows;
+                for (int32_t i = 0, o = 0; i < d.num_items; i++) {
+                    assert_int_equal(d.item_seg_off[i], seg0[o]);
+                    assert_int_equal(d.item_row_off[i], row0[o]);
+                    int32_t o_end = o + 1;
+                    while (o_end < items0 && seg0[o_end] < d.item_seg_off[i + 1]) o_end++;
+                    assert_int_equal(seg0[o_end], d.item_seg_off[i + 1]);
+                    if (o_end - o > 1) {
+                        const int32_t r = row0[o + 1] - row0[o];
+                        if ((row0[o_end] - row0[o]) * group > max_m)
+                            fail_msg("%s: a pack of %d rows x group %d exceeds %d", fgt_workload_name(w),
+                                     row0[o_end] - row0[o], group, max_m);
+                        for (int32_t m = o; m < o_end; m++) {
+                            assert_int_equal(seg0[m + 1] - seg0[m], 1);
+                            assert_int_equal(row0[m + 1] - row0[m], r);
+                            const fg_seg *sm = &d.seg[seg0[m]];
+                            assert_int_equal(sm->rank_hi - sm->rank_lo, 1);
+                            for (int32_t m2 = o; m2 < m; m2++)
+                                if (d.seg[seg0[m2]].rank_lo == sm->rank_lo)
+                                    fail_msg("%s: a pack holds request rank %d twice", fgt_workload_name(w),
+                                             sm->rank_lo);
+                        }
+                    }
+                    o = o_end;
+                }
+                free(seg0);
+                free(row0);
+                if (ti == 0 && !ns && (w == FGT_W1_N32 || w == FGT_W5)) assert_true(d.num_items < items0);
+                fg_division_free(&d);
+                fg_forest_free(&f);
+            }
+            free(qi);
+            fgt_batch_free(&b);
+        }
+    }
+}
+
 static int setup(void **state) {
     (void)state;
     fg_context_options o;
@@ -112,6 +231,7 @@ static int teardown(void **state) {
 }
 
 int main(void) {
-    const struct CMUnitTest t[] = {cmocka_unit_test(t_w5_packed), cmocka_unit_test(t_random_packed)};
+    const struct CMUnitTest t[] = {cmocka_unit_test(t_w5_packed), cmocka_unit_test(t_random_packed),
+                                   cmocka_unit_test(t_workloads_pack)};
     return cmocka_run_group_tests_name("plan.packed", t, setup, teardown);
 }
