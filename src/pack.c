@@ -7,11 +7,15 @@
 
 /* Most query rows (q tokens x group) of a pack on a matrix path. Every segment of a pack
  * is one request's, so each warp's rows see only their own tiles and the rest of its
- * work is masked: a pack of more rows than one warp's m16 tile pays for idle matrix work,
- * but fewer tasks pay fewer fixed costs. Measured on the H100 (W5, 256 x 4 rows of 64 own
- * tokens; perf/NOTES-gpu.md, session 10): packs of at most 16 rows 76.2 us, 32 rows 70.1,
- * 64 rows 71.3. */
-#define FG_PACK_MAX_M_MATRIX 32
+ * work is masked: rows beyond one warp's m16 tile (pad_rows) cost a second warp's idle
+ * matrix work on every tile, while the pack saves one fixed cost per member. So members
+ * of at most FG_PACK_SHORT_TILES tiles (where the fixed cost dominates) may fill 32 rows,
+ * longer ones one warp's 16. Measured on the H100 (perf/NOTES-gpu.md, session 10): W5's
+ * 256 x 4 rows of 64 own tokens packed to at most 16 rows 76.2 us, 32 rows 70.1, 64 rows
+ * 71.3; W5's non-shared plan (requests of 17 tiles) packed to 32 rows 391-394 us against
+ * 313 at 16 rows and 329 unpacked. */
+#define FG_PACK_MAX_M_SHORT 32
+#define FG_PACK_SHORT_TILES 2
 
 /* Pack sizes tried (items per pack, at most): the schedule's makespan decides. */
 static const int32_t k_pack_sizes[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64};
@@ -64,6 +68,7 @@ static int64_t seg_len(const fg_division *d, int32_t i) {
 #define PACK_MAX_SHAPES 8
 typedef struct pack_shape {
     int32_t len, rows; /* members per run, rows per member */
+    int32_t max_rows;  /* most rows of one of its packs */
     int64_t kv;        /* KV tokens per member */
     double c1;         /* one member's item cost (its first run's first) */
     int64_t runs;
@@ -73,6 +78,12 @@ typedef struct pack_shape {
  * (the first n % np packs hold one member more). */
 static int32_t run_packs(int32_t n, int32_t kk) { return (n + kk - 1) / kk; }
 static int32_t pack_size(int32_t n, int32_t np, int32_t p) { return n / np + (p < n % np ? 1 : 0); }
+
+/* Members per pack for pack size k: at most lim_rows rows (at least one member). */
+static int32_t pack_cap(int32_t lim_rows, int32_t rows, int32_t k) {
+    const int32_t m = lim_rows / rows;
+    return m < 1 ? 1 : (m < k ? m : k);
+}
 
 /* Appends (c, count) to runs[0, *nr), merging with an equal last cost. */
 static void push_run(pack_run *runs, int64_t *nr, double c, int64_t count) {
@@ -86,9 +97,14 @@ fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const 
     *removed = 0;
     const int32_t n = d->num_items;
     const int32_t group = shape->group > 0 ? shape->group : 1;
-    const int32_t max_m = cost->pad_rows > 1 && cost->tile_rows > FG_PACK_MAX_M_MATRIX ? FG_PACK_MAX_M_MATRIX
-                                                                                       : cost->tile_rows;
-    const int32_t max_rows = max_m / group;
+    /* rows of a pack: max_rows for members of at most short_kv tokens, long_rows else */
+    const int matrix = cost->pad_rows > 1;
+    const int32_t tile_kv = cost->tile_kv > 0 ? cost->tile_kv : 64;
+    const int64_t short_kv = matrix ? (int64_t)FG_PACK_SHORT_TILES * tile_kv : INT64_MAX;
+    const int32_t max_rows =
+        (matrix && cost->tile_rows > FG_PACK_MAX_M_SHORT ? FG_PACK_MAX_M_SHORT : cost->tile_rows) / group;
+    const int32_t long_rows = matrix ? (cost->pad_rows < cost->tile_rows ? cost->pad_rows : cost->tile_rows) / group
+                                     : max_rows;
     if (max_rows < 2 || n < 2 || kv_heads < 1 || num_blocks < 1) return FG_SUCCESS;
     const int32_t H = kv_heads, B = num_blocks;
 
@@ -161,7 +177,9 @@ fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const 
             for (; s < nshp; s++)
                 if (shp[s].len == len && shp[s].rows == r && shp[s].kv == run_kv[i]) break;
         if (run_kv[i] >= 0 && s < nshp) shp[s].runs++;
-        else if (run_kv[i] >= 0 && nshp < PACK_MAX_SHAPES) shp[nshp++] = (pack_shape){len, r, run_kv[i], d->item_cost_us[i], 1};
+        else if (run_kv[i] >= 0 && nshp < PACK_MAX_SHAPES)
+            shp[nshp++] = (pack_shape){len, r, run_kv[i] <= short_kv ? max_rows : long_rows, run_kv[i],
+                                       d->item_cost_us[i], 1};
         else { run_kv[i] = -1; mixed = 1; } /* visited run by run */
         i += len;
     }
@@ -189,24 +207,28 @@ fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const 
     const pack_run *base = runs;
     pack_run *pk = runs + nb;
 
-    /* Each pack size k, smallest first: the items packed with it (runs cut into
+    /* Each pack size k, largest first: the items packed with it (runs cut into
      * ceil(len / k) packs), and the LPT makespan of their tasks (the scheduler's first
      * pass; its improvement passes come later, for the chosen plan only). The smallest
      * makespan wins; ties go to the larger packs (fewer tasks: less fixed cost where the
      * model is too coarse to see it). A k that cuts every run as the last one did is the
      * same plan, and one whose lower bound (longest task, mean load) exceeds the best
-     * makespan cannot win: neither is scheduled. */
+     * makespan cannot win: neither is scheduled (smaller packs mean more fixed costs, so
+     * after a good large k the bound prunes most of the small ones). */
     double best_mk = 0.0;
     int32_t best_k = 1;
     int64_t last_sig = -1;
-    for (int ci = 0; ci < PACK_NUM_SIZES && k_pack_sizes[ci] <= longest; ci++) {
+    int ci_top = 0;
+    while (ci_top + 1 < PACK_NUM_SIZES && k_pack_sizes[ci_top + 1] <= longest && k_pack_sizes[ci_top + 1] <= max_rows)
+        ci_top++;
+    int have = 0;
+    for (int ci = ci_top; ci >= 0; ci--) {
         const int32_t k = k_pack_sizes[ci];
-        if (ci > 0 && k > max_rows) break;
         int64_t np_all = 0, tasks = base_tasks, sig = 0;
         double total = base_total;
         for (int s = 0; s < nshp; s++) {
             const pack_shape *sp = &shp[s];
-            const int32_t kk = max_rows / sp->rows < k ? max_rows / sp->rows : k;
+            const int32_t kk = pack_cap(sp->max_rows, sp->rows, k);
             const int32_t np = run_packs(sp->len, kk), lo = sp->len / np, hi = sp->len - lo * np;
             const double clo = lo == 1 ? sp->c1 : packed_cost(&fc, cost, memo, sp->rows * lo, sp->kv * lo);
             const int64_t per = sp->runs * H;
@@ -224,7 +246,7 @@ fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const 
             const int32_t len = run_len[i] > 0 ? run_len[i] : 1;
             if (len == 1 || run_kv[i] >= 0) { i += len; continue; }
             const int32_t r = d->item_row_off[i + 1] - d->item_row_off[i];
-            const int32_t kk = max_rows / r < k ? max_rows / r : k;
+            const int32_t kk = pack_cap(long_rows, r, k); /* unequal members: the long limit */
             const int32_t np = run_packs(len, kk);
             for (int32_t p = 0, j = i; p < np; p++) {
                 const int32_t m = pack_size(len, np, p);
@@ -254,16 +276,17 @@ fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const 
                 lpt_c[w] = e.c;
                 lpt_n[w++] = e.n;
             }
-            if (ci > 0 && (lpt_c[0] > best_mk || total / Bk > best_mk)) continue; /* bound above the best */
+            if (have && (lpt_c[0] > best_mk || total / Bk > best_mk)) continue; /* bound above the best */
             int32_t g = H;
             for (int32_t r1 = Bk; r1;) { const int32_t t = g % r1; g = r1; r1 = t; }
             for (int64_t j = 0; j < w; j++) lpt_n[j] /= g;
             fg_lpt(lpt_c, lpt_n, (int32_t)w, Bk / g, load, NULL, scratch);
             for (int32_t b = 0; b < Bk / g; b++) mk = load[b] > mk ? load[b] : mk;
         }
-        if (ci == 0 || mk <= best_mk) {
+        if (!have || mk < best_mk) {
             best_mk = mk;
             best_k = k;
+            have = 1;
         }
     }
     if (best_k == 1) {
@@ -285,7 +308,7 @@ fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const 
             continue;
         }
         const int32_t r = d->item_row_off[i + 1] - d->item_row_off[i];
-        const int32_t kk = max_rows / r < best_k ? max_rows / r : best_k;
+        const int32_t kk = pack_cap(run_kv[i] >= 0 && run_kv[i] <= short_kv ? max_rows : long_rows, r, best_k);
         const int32_t np = run_packs(len, kk);
         for (int32_t p = 0, j = i; p < np; p++) {
             const int32_t m = pack_size(len, np, p);
