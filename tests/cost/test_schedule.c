@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "fgtest.h"
 #include "forgeattn.h"
 #include "schedule.h"
 
@@ -23,28 +24,6 @@ static uint64_t rng_next(uint64_t *s) {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
-}
-
-static int cmp_desc(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x > y ? -1 : (x < y);
-}
-
-/* Plain LPT, written independently, for comparison. */
-static double plain_lpt(const double *c, int32_t n, int32_t B) {
-    double *s = malloc(sizeof(double) * (size_t)n), *load = calloc((size_t)B, sizeof(double));
-    memcpy(s, c, sizeof(double) * (size_t)n);
-    qsort(s, (size_t)n, sizeof(double), cmp_desc);
-    for (int32_t t = 0; t < n; t++) {
-        int32_t m = 0;
-        for (int32_t b = 1; b < B; b++) if (load[b] < load[m]) m = b;
-        load[m] += s[t];
-    }
-    double mk = 0.0;
-    for (int32_t b = 0; b < B; b++) mk = load[b] > mk ? load[b] : mk;
-    free(s);
-    free(load);
-    return mk;
 }
 
 static void check_one(const double *c, int32_t n, int32_t B) {
@@ -76,9 +55,9 @@ static void check_one(const double *c, int32_t n, int32_t B) {
     double mean = total / B;
     if (mean > 0.0) assert_true(fabs(imb - mk / mean) <= 1e-9 * imb);
     else assert_true(imb == 1.0);
-    assert_true(mk <= plain_lpt(c, n, B) * (1.0 + 1e-9));
+    assert_true(mk <= fgt_lpt_makespan(c, n, 1, B) * (1.0 + 1e-9));
     double lb = mean > biggest ? mean : biggest;
-    assert_true(mk <= 4.0 / 3.0 * lb * (1.0 + 1e-9) || mk <= plain_lpt(c, n, B));
+    assert_true(mk <= 4.0 / 3.0 * lb * (1.0 + 1e-9) || mk <= fgt_lpt_makespan(c, n, 1, B));
     free(off);
     free(bt);
     free(seen);
@@ -100,7 +79,7 @@ static void test_random(void **state) {
         int32_t *off = malloc(sizeof(int32_t) * (size_t)(B + 1)), *bt = malloc(sizeof(int32_t) * (size_t)(n + 1));
         double mk, imb;
         assert_int_equal(fg_schedule(c, n, B, off, bt, &mk, &imb), FG_SUCCESS);
-        improved += mk < plain_lpt(c, n, B) * (1.0 - 1e-9);
+        improved += mk < fgt_lpt_makespan(c, n, 1, B) * (1.0 - 1e-9);
         free(off);
         free(bt);
         free(c);

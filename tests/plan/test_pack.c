@@ -6,7 +6,7 @@
  * match the double-precision reference, and W5's plan must actually be packed (fewer
  * items than requests), so the test cannot pass without exercising the packing path.
  * On W1..W5 at full size (H100 table and the built-in defaults), a packed division's
- * LPT makespan (an independent O(tasks x blocks) LPT here) is never above the
+ * LPT makespan (tests/support's independent O(tasks x blocks) LPT) is never above the
  * unpacked one's, every pack holds distinct requests of equal row counts within the
  * matrix paths' row limit, and W1 n=32 and W5 do pack on the H100.
  */
@@ -98,33 +98,6 @@ static void t_random_packed(void **state) {
     }
 }
 
-/* Plain LPT (costs largest first, stable; each task to the least loaded block, lowest
- * index on ties): the makespan of task t costing c[t / heads]. */
-static double lpt_makespan(const double *item_cost, int32_t items, int32_t heads, int32_t blocks) {
-    int32_t T = items * heads, B = T < blocks ? T : blocks;
-    double *c = malloc(sizeof(double) * (size_t)T), *load = calloc((size_t)B, sizeof(double));
-    assert_non_null(c);
-    assert_non_null(load);
-    for (int32_t t = 0; t < T; t++) c[t] = item_cost[t / heads];
-    for (int32_t i = 1; i < T; i++) { /* stable insertion sort, largest first */
-        double x = c[i];
-        int32_t j = i;
-        while (j > 0 && c[j - 1] < x) { c[j] = c[j - 1]; j--; }
-        c[j] = x;
-    }
-    for (int32_t t = 0; t < T; t++) {
-        int32_t m = 0;
-        for (int32_t b = 1; b < B; b++)
-            if (load[b] < load[m]) m = b;
-        load[m] += c[t];
-    }
-    double mk = 0.0;
-    for (int32_t b = 0; b < B; b++) mk = load[b] > mk ? load[b] : mk;
-    free(c);
-    free(load);
-    return mk;
-}
-
 static void t_workloads_pack(void **state) {
     (void)state;
     fg_cost_params tables[3];
@@ -157,12 +130,12 @@ static void t_workloads_pack(void **state) {
                 assert_non_null(row0);
                 memcpy(seg0, d.item_seg_off, sizeof(int32_t) * (size_t)(items0 + 1));
                 memcpy(row0, d.item_row_off, sizeof(int32_t) * (size_t)(items0 + 1));
-                const double mk0 = lpt_makespan(d.item_cost_us, d.num_items, a.num_kv_heads, blocks);
+                const double mk0 = fgt_lpt_makespan(d.item_cost_us, d.num_items, a.num_kv_heads, blocks);
                 fg_cost_shape sh = {group, a.head_dim_qk, a.head_dim_v, 2, 2, a.page_size};
                 int32_t removed = -1;
                 assert_int_equal(fg_pack_short_items(&d, cost, &sh, a.num_kv_heads, blocks, &removed), FG_SUCCESS);
                 assert_int_equal(d.num_items + removed, items0);
-                const double mk1 = lpt_makespan(d.item_cost_us, d.num_items, a.num_kv_heads, blocks);
+                const double mk1 = fgt_lpt_makespan(d.item_cost_us, d.num_items, a.num_kv_heads, blocks);
                 print_message("%-8s %-9s %-6s: %5d -> %5d items, LPT makespan %8.1f -> %8.1f us\n",
                               fgt_workload_name(w), ns ? "nonshared" : "shared", cost->arch, items0, d.num_items,
                               mk0, mk1);

@@ -884,3 +884,33 @@ fg_status fgt_cpu_context(int32_t threads, fg_context *ctx) {
     o.num_threads = threads;
     return fg_context_create(&o, ctx);
 }
+
+static int fgt_cmp_desc(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x > y ? -1 : (x < y);
+}
+
+double fgt_lpt_makespan(const double *cost, int32_t n, int32_t per, int32_t blocks) {
+    if (n < 1 || per < 1 || blocks < 1) return 0.0;
+    const int64_t T = (int64_t)n * per;
+    const int32_t B = T < blocks ? (int32_t)T : blocks;
+    double *c = malloc(sizeof(double) * (size_t)T), *load = calloc((size_t)B, sizeof(double));
+    if (!c || !load) {
+        free(c);
+        free(load);
+        return -1.0;
+    }
+    for (int64_t t = 0; t < T; t++) c[t] = cost[t / per];
+    qsort(c, (size_t)T, sizeof(double), fgt_cmp_desc); /* equal values: order is immaterial */
+    for (int64_t t = 0; t < T; t++) {
+        int32_t m = 0;
+        for (int32_t b = 1; b < B; b++)
+            if (load[b] < load[m]) m = b;
+        load[m] += c[t];
+    }
+    double mk = 0.0;
+    for (int32_t b = 0; b < B; b++) mk = load[b] > mk ? load[b] : mk;
+    free(c);
+    free(load);
+    return mk;
+}

@@ -168,6 +168,12 @@ static inline int64_t fgt_slot(const fgt_batch *b, int32_t page_size, int32_t r,
            pos % page_size;
 }
 
+/* Plain LPT, written independently of src/schedule.c, for comparison: task t costs
+ * cost[t / per] (per >= 1 equal tasks per entry, n entries); tasks largest first, each
+ * to the least loaded of min(tasks, blocks) blocks (lowest index on ties). Returns the
+ * makespan, or -1 when out of memory. O(tasks x blocks). */
+double fgt_lpt_makespan(const double *cost, int32_t n, int32_t per, int32_t blocks);
+
 /* Elements of a tensor (for buffer sizes): number of heads the attention covers. */
 int32_t fgt_kv_head_count(const fg_attn_desc *a);
 
