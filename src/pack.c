@@ -266,7 +266,7 @@ fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const 
         const int32_t Bk = tasks < B ? (int32_t)tasks : B;
         double mk = 0.0;
         if (one_block) {
-            mk = total / Bk * 1.0; /* (Bk == B divides every count: the loads are equal sums) */
+            mk = total / Bk; /* B divides every count: each block gets the same tasks */
         } else {
             sort_pack_runs(pk, rtmp, np_all);
             int64_t w = 0, x = 0, y = 0; /* merge: base first on equal costs (a stable order) */
