@@ -1,4 +1,5 @@
 /* Packing of single-request items; see pack.h. */
+#include <math.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -16,6 +17,10 @@
  * 313 at 16 rows and 329 unpacked. */
 #define FG_PACK_MAX_M_SHORT 32
 #define FG_PACK_SHORT_TILES 2
+
+/* Imbalance (max over mean of the predicted block times) a plan may have and still count
+ * as balanced: fg_divide's bound (src/divide.c). */
+#define FG_PACK_BALANCED 1.10
 
 /* Pack sizes tried (items per pack, at most): the schedule's makespan decides. */
 static const int32_t k_pack_sizes[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64};
@@ -209,19 +214,26 @@ fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const 
 
     /* Each pack size k, largest first: the items packed with it (runs cut into
      * ceil(len / k) packs), and the LPT makespan of their tasks (the scheduler's first
-     * pass; its improvement passes come later, for the chosen plan only). The smallest
-     * makespan wins; ties go to the larger packs (fewer tasks: less fixed cost where the
-     * model is too coarse to see it). A k that cuts every run as the last one did is the
-     * same plan, and one whose lower bound (longest task, mean load) exceeds the best
-     * makespan cannot win: neither is scheduled (smaller packs mean more fixed costs, so
-     * after a good large k the bound prunes most of the small ones). */
-    double best_mk = 0.0;
-    int32_t best_k = 1;
+     * pass; its improvement passes come later, for the chosen plan only). As fg_divide
+     * picks its division: a balanced candidate (imbalance <= FG_PACK_BALANCED) beats an
+     * unbalanced one, then the smaller makespan wins; ties go to the larger packs (fewer
+     * tasks: less fixed cost where the model is too coarse to see it). So packing never
+     * unbalances a balanced division, even where a coarser plan would finish sooner (W3 on
+     * the H100 table: packs of 4 predict 84.7 us at imbalance 1.20 against 86.8 at 1.08,
+     * and measured 80.5 against 84.8; perf/NOTES-gpu.md, session 10). A k that cuts every
+     * run as the last one did is the same plan, and once a balanced candidate is known,
+     * one whose lower bound (longest task, mean load) exceeds its makespan cannot win:
+     * neither is scheduled. */
+    int32_t ck[PACK_NUM_SIZES];     /* the candidates scheduled: k, makespan, balanced */
+    double cmk[PACK_NUM_SIZES];
+    int cbal[PACK_NUM_SIZES], nc = 0;
+    double bal_mk = INFINITY; /* the smallest makespan of a balanced candidate (the bound) */
+    double mk1 = INFINITY;    /* the unpacked division's, when scheduled */
     int64_t last_sig = -1;
+    int last_nc = -1;         /* the record of the last signature scheduled, -1: pruned */
     int ci_top = 0;
     while (ci_top + 1 < PACK_NUM_SIZES && k_pack_sizes[ci_top + 1] <= longest && k_pack_sizes[ci_top + 1] <= max_rows)
         ci_top++;
-    int have = 0;
     for (int ci = ci_top; ci >= 0; ci--) {
         const int32_t k = k_pack_sizes[ci];
         int64_t np_all = 0, tasks = base_tasks, sig = 0;
@@ -261,8 +273,12 @@ fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const 
             sig += np;
             i += len;
         }
-        if (sig == last_sig) continue;
+        if (sig == last_sig) { /* the same packs as the last k */
+            if (k == 1 && last_nc >= 0) mk1 = cmk[last_nc];
+            continue;
+        }
         last_sig = sig;
+        last_nc = -1;
         const int32_t Bk = tasks < B ? (int32_t)tasks : B;
         double mk = 0.0;
         if (one_block) {
@@ -276,16 +292,32 @@ fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const 
                 lpt_c[w] = e.c;
                 lpt_n[w++] = e.n;
             }
-            if (have && (lpt_c[0] > best_mk || total / Bk > best_mk)) continue; /* bound above the best */
+            if (lpt_c[0] > bal_mk || total / Bk > bal_mk) continue; /* bound above a balanced one */
             int32_t g = H;
             for (int32_t r1 = Bk; r1;) { const int32_t t = g % r1; g = r1; r1 = t; }
             for (int64_t j = 0; j < w; j++) lpt_n[j] /= g;
             fg_lpt(lpt_c, lpt_n, (int32_t)w, Bk / g, load, NULL, scratch);
             for (int32_t b = 0; b < Bk / g; b++) mk = load[b] > mk ? load[b] : mk;
         }
-        if (!have || mk < best_mk) {
-            best_mk = mk;
-            best_k = k;
+        const int bal = mk <= FG_PACK_BALANCED * (total / Bk);
+        if (bal && mk < bal_mk) bal_mk = mk;
+        if (k == 1) mk1 = mk;
+        last_nc = nc;
+        ck[nc] = k;
+        cmk[nc] = mk;
+        cbal[nc++] = bal;
+    }
+    /* Never slower than the division unpacked; then balanced first, the smaller makespan,
+     * the larger packs (the candidates came largest k first). A pruned candidate's
+     * makespan exceeds a balanced one's, which then wins anyway. */
+    int32_t best_k = 1;
+    double hm = 0.0;
+    for (int c = 0, have = 0, hb = 0; c < nc; c++) {
+        if (cmk[c] > mk1) continue;
+        if (!have || (cbal[c] && !hb) || (cbal[c] == hb && cmk[c] < hm)) {
+            best_k = ck[c];
+            hb = cbal[c];
+            hm = cmk[c];
             have = 1;
         }
     }

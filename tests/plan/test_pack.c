@@ -7,8 +7,9 @@
  * items than requests), so the test cannot pass without exercising the packing path.
  * On W1..W5 at full size (H100 table and the built-in defaults), a packed division's
  * LPT makespan (tests/support's independent O(tasks x blocks) LPT) is never above the
- * unpacked one's, every pack holds distinct requests of equal row counts within the
- * matrix paths' row limit, and W1 n=32 and W5 do pack on the H100.
+ * unpacked one's, its imbalance never above 1.10 where the unpacked one's is not, every
+ * pack holds distinct requests of equal row counts within the matrix paths' row limit,
+ * and W1 n=32 and W5 do pack on the H100.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -130,6 +131,9 @@ static void t_workloads_pack(void **state) {
                 assert_non_null(row0);
                 memcpy(seg0, d.item_seg_off, sizeof(int32_t) * (size_t)(items0 + 1));
                 memcpy(row0, d.item_row_off, sizeof(int32_t) * (size_t)(items0 + 1));
+                double *cost0 = malloc(sizeof(double) * (size_t)items0);
+                assert_non_null(cost0);
+                memcpy(cost0, d.item_cost_us, sizeof(double) * (size_t)items0);
                 const double mk0 = fgt_lpt_makespan(d.item_cost_us, d.num_items, a.num_kv_heads, blocks);
                 fg_cost_shape sh = {group, a.head_dim_qk, a.head_dim_v, 2, 2, a.page_size};
                 int32_t removed = -1;
@@ -142,6 +146,17 @@ static void t_workloads_pack(void **state) {
                 if (mk1 > mk0 * (1.0 + 1e-12))
                     fail_msg("%s on %s: packing raised the LPT makespan %.3f -> %.3f", fgt_workload_name(w),
                              cost->arch, mk0, mk1);
+                /* ... nor unbalances a balanced division (imbalance = makespan over mean) */
+                double sum0 = 0.0, sum1 = 0.0;
+                const int64_t T0 = (int64_t)items0 * a.num_kv_heads, T1 = (int64_t)d.num_items * a.num_kv_heads;
+                for (int32_t i = 0; i < items0; i++) sum0 += cost0[i];
+                for (int32_t i = 0; i < d.num_items; i++) sum1 += d.item_cost_us[i];
+                const double imb0 = mk0 / (sum0 * a.num_kv_heads / (double)(T0 < blocks ? T0 : blocks));
+                const double imb1 = mk1 / (sum1 * a.num_kv_heads / (double)(T1 < blocks ? T1 : blocks));
+                if (imb0 <= 1.10 && imb1 > 1.10 + 1e-9)
+                    fail_msg("%s on %s: packing unbalanced a balanced division: imbalance %.4f -> %.4f",
+                             fgt_workload_name(w), cost->arch, imb0, imb1);
+                free(cost0);
                 /* Every item is a run of consecutive old items (its first segment and row
                  * start an old item's); one of two or more old items is a pack: one-request
                  * one-segment members of distinct requests and equal rows, within the
