@@ -90,6 +90,21 @@ static int32_t pack_cap(int32_t lim_rows, int32_t rows, int32_t k) {
     return m < 1 ? 1 : (m < k ? m : k);
 }
 
+static int32_t gcd32(int32_t a, int32_t b) {
+    while (b) { const int32_t t = a % b; a = b; b = t; }
+    return a;
+}
+
+/* Predicted cost of the pack of items [j, j + m) of r rows each: a lone member keeps its
+ * item's cost. kv_each: the members' KV length when equal, else -1 (summed here). */
+static double pack_cost_of(const fg_division *d, const fg_cost_fast *fc, const fg_cost_params *cost,
+                           pack_memo *memo, int32_t j, int32_t m, int32_t r, int64_t kv_each) {
+    if (m == 1) return d->item_cost_us[j];
+    int64_t kv = kv_each >= 0 ? kv_each * m : 0;
+    for (int32_t q = j; kv_each < 0 && q < j + m; q++) kv += seg_len(d, q);
+    return packed_cost(fc, cost, memo, r * m, kv);
+}
+
 /* Appends (c, count) to runs[0, *nr), merging with an equal last cost. */
 static void push_run(pack_run *runs, int64_t *nr, double c, int64_t count) {
     if (count <= 0) return;
@@ -121,9 +136,7 @@ fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const 
      * others). The evaluation's buffers follow. One allocation. */
     const int32_t nrank = d->num_ranks;
     /* the LPT estimates run on at most B / gcd(H, B) blocks (see below) */
-    int32_t gB = H, r0 = B;
-    while (r0) { const int32_t t = gB % r0; gB = r0; r0 = t; }
-    const int32_t RB = B / gB;
+    const int32_t RB = B / gcd32(H, B);
     const int32_t scr_ints = fg_lpt_scratch_ints(RB);
     size_t bytes = sizeof(pack_run) * 2 * ((size_t)n + 1) + sizeof(double) * ((size_t)n + 1 + (size_t)RB) +
                    sizeof(int64_t) * (2 * (size_t)n + 1) +
@@ -262,9 +275,7 @@ fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const 
             const int32_t np = run_packs(len, kk);
             for (int32_t p = 0, j = i; p < np; p++) {
                 const int32_t m = pack_size(len, np, p);
-                int64_t kv = 0;
-                for (int32_t q = j; q < j + m; q++) kv += seg_len(d, q);
-                const double c = m == 1 ? d->item_cost_us[j] : packed_cost(&fc, cost, memo, r * m, kv);
+                const double c = pack_cost_of(d, &fc, cost, memo, j, m, r, -1);
                 push_run(pk, &np_all, c, H);
                 total += c * H;
                 j += m;
@@ -293,8 +304,7 @@ fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const 
                 lpt_n[w++] = e.n;
             }
             if (lpt_c[0] > bal_mk || total / Bk > bal_mk) continue; /* bound above a balanced one */
-            int32_t g = H;
-            for (int32_t r1 = Bk; r1;) { const int32_t t = g % r1; g = r1; r1 = t; }
+            const int32_t g = gcd32(H, Bk);
             for (int64_t j = 0; j < w; j++) lpt_n[j] /= g;
             fg_lpt(lpt_c, lpt_n, (int32_t)w, Bk / g, load, NULL, scratch);
             for (int32_t b = 0; b < Bk / g; b++) mk = load[b] > mk ? load[b] : mk;
@@ -344,11 +354,9 @@ fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const 
         const int32_t np = run_packs(len, kk);
         for (int32_t p = 0, j = i; p < np; p++) {
             const int32_t m = pack_size(len, np, p);
-            int64_t kv = run_kv[i] >= 0 ? run_kv[i] * m : 0;
-            for (int32_t q = j; run_kv[i] < 0 && q < j + m; q++) kv += seg_len(d, q);
             d->item_seg_off[out] = d->item_seg_off[j];
             d->item_row_off[out] = d->item_row_off[j];
-            d->item_cost_us[out] = m == 1 ? d->item_cost_us[j] : packed_cost(&fc, cost, memo, r * m, kv);
+            d->item_cost_us[out] = pack_cost_of(d, &fc, cost, memo, j, m, r, run_kv[i]);
             out++;
             count += m - 1;
             j += m;
