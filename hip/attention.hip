@@ -694,92 +694,7 @@ template <int D, bool WG> __device__ __forceinline__ int kv_off(int r, int c) {
     return WG ? wg_tile_off<D>(r, c) : r * D + fg_swizzle_chunk(r, c) * 8;
 }
 
-/* In-pass merge (IM = true; the plan's merge_owner, src/merge_owner.c). Every (q token,
- * KV head) with several partial states has one owner among the tasks that write them: the
- * one the schedule predicts to finish last. The others write their partial state as
- * before and then count it in (a release add on the token's counter per query head, in
- * the workspace's scratch); the owner waits for that count, folds the other states into
- * the online-softmax state it still holds in registers, in slot order, and writes the
- * output. No merge kernel runs: no dependent grid, no wait for the slowest block, and the
- * owner's own partial state is never written.
- * Cannot deadlock: the launch is cooperative (every block resident), a block runs its
- * tasks in order of predicted finish, and an owner waits only for tasks whose (predicted
- * finish, list position) is smaller than its own, so the smallest unfinished task can
- * always finish. A misprediction costs waiting, never correctness.
- * Deterministic: the plan fixes the owner and the order; the result differs from the
- * separate merge kernel's only in rounding. */
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-__device__ __forceinline__ int fg_ld_acquire(const int *p) {
-    int v;
-    asm volatile("ld.acquire.gpu.global.b32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-    return v;
-}
-__device__ __forceinline__ void fg_red_release_add(int *p, int v) {
-    asm volatile("red.release.gpu.global.add.s32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
-}
-template <int T, int D>
-__device__ __forceinline__ void inpass_merge(const fg_kernel_args &a, int lane, const int rqtok[2], const int rslot[2],
-                                             const int rh[2], const int rhl[2], const bool rown[2], const float rmax[2],
-                                             const float lsum[2], float (&oacc)[D / 8][4]) {
-    int *cnt = (int *)a.scratch;
-    const int heads = a.kv_head_count * a.group;
-    __syncwarp(); /* the quad's partial stores are issued: the leader's release covers them */
-    if ((lane & 3) == 0) {
-#pragma unroll
-        for (int hf = 0; hf < 2; hf++)
-            if (rqtok[hf] >= 0 && rslot[hf] >= 0 && !rown[hf])
-                fg_red_release_add(cnt + (size_t)rqtok[hf] * heads + rhl[hf], 1);
-    }
-    if (!__any_sync(0xffffffffu, rown[0] || rown[1])) return;
-#pragma unroll
-    for (int hf = 0; hf < 2; hf++) {
-        if (!rown[hf]) continue;
-        const int n = a.merge_off[rqtok[hf] + 1] - a.merge_off[rqtok[hf]];
-        const int *c = cnt + (size_t)rqtok[hf] * heads + rhl[hf];
-        if (fg_ld_acquire(c) != n - 1)
-            while (fg_ld_acquire(c) != n - 1) __nanosleep(64);
-    }
-    __syncwarp(); /* every lane of the quad has seen the count: reset it for the next run */
-#pragma unroll
-    for (int hf = 0; hf < 2; hf++) {
-        if (!rown[hf]) continue;
-        const int q = rqtok[hf], b = a.merge_off[q], e = a.merge_off[q + 1];
-        if ((lane & 3) == 0) cnt[(size_t)q * heads + rhl[hf]] = 0;
-        float m2 = rmax[hf], L = lsum[hf];
-        const int c0 = fg_mma_c_col(lane, 0);
-        for (int s = b; s < e; ++s) {
-            if (s == rslot[hf]) continue;
-            const size_t base = (size_t)s * heads + rhl[hf];
-            const float ls = __ldcg(a.partial_lse + base);
-            const float *po = a.partial_o + base * a.head_dim_v + c0;
-            float2 p[D / 8];
-#pragma unroll
-            for (int dt = 0; dt < D / 8; dt++) p[dt] = __ldcg((const float2 *)(po + dt * 8));
-            const float ms = ls * kLog2e; /* the state (max ms, sum 1, O) in base 2 */
-            const float mn = fmaxf(m2, ms), bs = mn == -INFINITY ? 0.f : mn;
-            const float sa = exp2f(m2 - bs), sb = exp2f(ms - bs);
-            L = L * sa + sb;
-#pragma unroll
-            for (int dt = 0; dt < D / 8; dt++) {
-                oacc[dt][2 * hf] = oacc[dt][2 * hf] * sa + p[dt].x * sb;
-                oacc[dt][2 * hf + 1] = oacc[dt][2 * hf + 1] * sa + p[dt].y * sb;
-            }
-            m2 = mn;
-        }
-        const float inv = L > 0.f ? 1.f / L : 0.f;
-        uint16_t *o = (uint16_t *)a.o + (int64_t)q * a.o_stride_token + (int64_t)rh[hf] * a.o_stride_head;
-#pragma unroll
-        for (int dt = 0; dt < D / 8; dt++)
-            *(uint32_t *)(o + dt * 8 + c0) = (uint32_t)fg_from_f32<T>(oacc[dt][2 * hf] * inv) |
-                                             ((uint32_t)fg_from_f32<T>(oacc[dt][2 * hf + 1] * inv) << 16);
-        if ((lane & 3) == 0 && a.lse)
-            a.lse[(int64_t)q * a.lse_stride_token + (int64_t)rh[hf] * a.lse_stride_head] =
-                L > 0.f ? m2 * kLn2 + logf(L) : -INFINITY;
-    }
-}
-#endif
-
-template <int T, int D, bool V5, bool PF = false, bool SP = false, bool FU = false, bool WG = false, bool IM = false>
+template <int T, int D, bool V5, bool PF = false, bool SP = false, bool FU = false, bool WG = false>
 __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     using C = MmaCfg<D>;
@@ -916,7 +831,6 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
             const int nrw = !SP ? 4 : (M - mb <= 16 && BN >= 64) ? 1 : (M - mb <= 32 && BN >= 32) ? 2 : 4;
             const int rw = warp % nrw, ch = warp / nrw;
             int rrank[2], rlim[2], rslot[2], rqtok[2], rh[2], rhl[2];
-            bool rown[2] = {false, false}; /* IM: this task merges the row's partial states */
 #pragma unroll
             for (int hf = 0; hf < 2; hf++) {
                 const int m = mb + rw * 16 + (lane >> 2) + 8 * hf;
@@ -928,7 +842,6 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
                     rqtok[hf] = r.qtok;
                     rh[hf] = kvh * a.group + m % a.group;
                     rhl[hf] = g * a.group + m % a.group;
-                    if (IM && r.slot >= 0) rown[hf] = a.merge_owner[(size_t)r.qtok * a.kv_head_count + g] == task;
                 } else {
                     rrank[hf] = INT_MIN;
                     rlim[hf] = 0;
@@ -1241,16 +1154,13 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
             /* Epilogue: the quad of lanes sharing a row sums its partial softmax sums. */
             if (V5) fg_cp_async_wait<0>(); /* an item with no KV left its Q copy unwaited */
             if (warp_active && (!SP || ch == 0)) {
-                float lsum[2];
 #pragma unroll
                 for (int hf = 0; hf < 2; hf++) {
                     const uint64_t full = fg_lane_full_mask(32);
                     float l = rsum[hf];
                     l += fg_shfl_xor(full, l, 1);
                     l += fg_shfl_xor(full, l, 2);
-                    lsum[hf] = l;
                     if (rqtok[hf] < 0) continue; /* padding row past M */
-                    if (IM && rown[hf]) continue; /* merged below, written once as the output */
                     const float inv = l > 0.f ? 1.f / l : 0.f;
                     const int heads = a.kv_head_count * a.group;
                     if (rslot[hf] < 0) {
@@ -1275,7 +1185,6 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
                         store_lse(a, rqtok[hf], rh[hf], rhl[hf], rslot[hf],
                                   l > 0.f ? rmax[hf] * kLn2 + logf(l) : -INFINITY);
                 }
-                if constexpr (IM) inpass_merge<T, D>(a, lane, rqtok, rslot, rh, rhl, rown, rmax, lsum, oacc);
             }
         }
         if (FU && a.num_slots > 0) { /* FU: instantiated apart, so the default kernel is unchanged */
@@ -1363,24 +1272,6 @@ bool fused_merge_on(int path) {
     return false;
 #endif
 }
-/* In-pass merge (partial_mma4<IM = true>, see inpass_merge): ON by default where the device
- * has cooperative launches; FG_GPU_INPASS_MERGE=0 turns it off (the separate merge kernel).
- * g_inpass_blocks: the partial kernel's resident blocks on the device (SMs x blocks per
- * SM, per head dim 64 / 128 / 256): a plan with more blocks than fit takes the separate
- * merge, as does a plan without merge owners (fg_plan_upload builds them on GPUs). */
-bool g_inpass_merge = false;
-int g_inpass_blocks[3] = {0, 0, 0};
-bool inpass_merge_on(const fg_kernel_args *a, int path) {
-#if FG_CUDA
-    const int di = a->head_dim_qk == 64 ? 0 : a->head_dim_qk == 128 ? 1 : 2;
-    return path == FG_PATH_MMA && g_inpass_merge && g_kernel_version == 4 && !fused_merge_on(path) &&
-           a->merge_owner && a->num_slots > 0 && a->num_blocks > 0 && a->num_blocks <= g_inpass_blocks[di];
-#else
-    (void)a;
-    (void)path;
-    return false;
-#endif
-}
 
 #if FG_CUDA
 /* Writes 1 where the code that runs on this device was compiled with sm_90a's features
@@ -1414,22 +1305,6 @@ hipError_t wgmma_compiled(bool *yes) {
 
 template <int T, int D> hipError_t launch_partial(const fg_kernel_args *a, int path, hipStream_t s) {
 #if FG_CUDA
-    if (inpass_merge_on(a, path)) {
-        /* Cooperative: every block resident at once, which the owners' waits need. */
-        cudaLaunchConfig_t cfg = {};
-        cfg.gridDim = dim3((unsigned)a->num_blocks);
-        cfg.blockDim = dim3(kMmaThreads);
-        cfg.dynamicSmemBytes = MmaCfg<D>::smem4;
-        cfg.stream = s;
-        cudaLaunchAttribute at[1];
-        at[0].id = cudaLaunchAttributeCooperative;
-        at[0].val.cooperative = 1;
-        cfg.attrs = at;
-        cfg.numAttrs = 1;
-        if (a->max_item_rows * a->group > 16) /* v5 there, as without the in-pass merge */
-            return cudaLaunchKernelEx(&cfg, partial_mma4<T, D, true, false, false, false, false, true>, *a);
-        return cudaLaunchKernelEx(&cfg, partial_mma4<T, D, false, false, false, false, false, true>, *a);
-    }
     if (path == FG_PATH_MMA) {
         const int fused = fused_merge_on(path) ? 1 : 0;
         if (g_kernel_version == 8)
@@ -1499,13 +1374,6 @@ hipError_t fg_kernels_init(bool mma) {
             const char *fe = getenv("FG_GPU_FUSED_MERGE");
             g_fused_merge = fe && atoi(fe) != 0;
         }
-        {
-            const char *ie = getenv("FG_GPU_INPASS_MERGE");
-            int dev = 0, coop = 0, sms = 0;
-            g_inpass_merge = !(ie && atoi(ie) == 0) && cudaGetDevice(&dev) == cudaSuccess &&
-                             cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev) == cudaSuccess && coop &&
-                             cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess;
-        }
         g_kernel_version = 4;
         if (kv && (atoi(kv) == 1 || atoi(kv) == 5 || atoi(kv) == 7 || atoi(kv) == 8 || atoi(kv) == 9))
             g_kernel_version = atoi(kv);
@@ -1547,36 +1415,6 @@ hipError_t fg_kernels_init(bool mma) {
         FG_SET_SMEM4(FG_T_F16, 64) FG_SET_SMEM4(FG_T_F16, 128) FG_SET_SMEM4(FG_T_F16, 256)
         FG_SET_SMEM4(FG_T_BF16, 64) FG_SET_SMEM4(FG_T_BF16, 128) FG_SET_SMEM4(FG_T_BF16, 256)
 #undef FG_SET_SMEM4
-#define FG_SET_SMEM_IM(T, D)                                                                        \
-    e = hipFuncSetAttribute((const void *)partial_mma4<T, D, true, false, false, false, false, true>,  \
-                            hipFuncAttributeMaxDynamicSharedMemorySize, (int)MmaCfg<D>::smem4);     \
-    if (e != hipSuccess) return e;                                                                 \
-    e = hipFuncSetAttribute((const void *)partial_mma4<T, D, false, false, false, false, false, true>, \
-                            hipFuncAttributeMaxDynamicSharedMemorySize, (int)MmaCfg<D>::smem4);     \
-    if (e != hipSuccess) return e;
-        FG_SET_SMEM_IM(FG_T_F16, 64) FG_SET_SMEM_IM(FG_T_F16, 128) FG_SET_SMEM_IM(FG_T_F16, 256)
-        FG_SET_SMEM_IM(FG_T_BF16, 64) FG_SET_SMEM_IM(FG_T_BF16, 128) FG_SET_SMEM_IM(FG_T_BF16, 256)
-#undef FG_SET_SMEM_IM
-        if (g_inpass_merge) {
-            /* Resident blocks of the in-pass kernels, the fewest over their variants. */
-            int dev = 0, sms = 0;
-            e = hipGetDevice(&dev);
-            if (e == hipSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-            if (e != hipSuccess) return e;
-#define FG_IM_OCC(D, i)                                                                             \
-    {                                                                                              \
-        int b1 = 0, b2 = 0;                                                                        \
-        e = hipOccupancyMaxActiveBlocksPerMultiprocessor(                                          \
-            &b1, partial_mma4<FG_T_F16, D, true, false, false, false, false, true>, kMmaThreads, MmaCfg<D>::smem4); \
-        if (e != hipSuccess) return e;                                                             \
-        e = hipOccupancyMaxActiveBlocksPerMultiprocessor(                                          \
-            &b2, partial_mma4<FG_T_BF16, D, false, false, false, false, false, true>, kMmaThreads, MmaCfg<D>::smem4); \
-        if (e != hipSuccess) return e;                                                             \
-        g_inpass_blocks[i] = sms * (b1 < b2 ? b1 : b2);                                            \
-    }
-            FG_IM_OCC(64, 0) FG_IM_OCC(128, 1) FG_IM_OCC(256, 2)
-#undef FG_IM_OCC
-        }
     }
 #else
     (void)mma;
@@ -1733,8 +1571,7 @@ hipError_t fg_kernels_launch(const fg_kernel_args *a, int path, hipStream_t stre
         if (path == FG_PATH_MMA && g_kernel_version >= 4) fgt_dump(a, stream);
 #endif
     }
-    if (a->num_slots > 0 && a->num_qtok > 0 && !(fused_merge_on(path) && a->num_blocks > 0) &&
-        !inpass_merge_on(a, path)) {
+    if (a->num_slots > 0 && a->num_qtok > 0 && !(fused_merge_on(path) && a->num_blocks > 0)) {
         /* One wave per (q token, head) pair up to a cap; the kernel strides over the rest. */
         const int64_t pairs = (int64_t)a->num_qtok * a->kv_head_count * a->group;
         const int64_t want = (pairs + kMergeThreads / FG_WAVE_SIZE - 1) / (kMergeThreads / FG_WAVE_SIZE);

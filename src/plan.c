@@ -10,7 +10,6 @@
 
 #include "divide.h"
 #include "internal.h"
-#include "merge_owner.h"
 #include "pack.h"
 #include "schedule.h"
 
@@ -381,18 +380,15 @@ static fg_status build_work_list(fg_plan p, candidate *c, const fg_batch_desc *b
     PLACE(page, sizeof(int32_t) * (size_t)num_page_entries);
     PLACE(merge_off, sizeof(int32_t) * ((size_t)p->num_qtok + 1));
     PLACE(merge_slot, sizeof(int32_t) * (size_t)c->num_merge);
-    /* merge owners only for GPU plans with partial states (the CPU merges in its own pass) */
-    const int owners = p->ctx->gpu && c->num_merge > 0;
-    PLACE(merge_owner, owners ? sizeof(int32_t) * (size_t)p->num_qtok * (size_t)p->attn.kv_head_count : 0);
     L->list_bytes = off;
     int64_t heads = (int64_t)p->attn.kv_head_count * p->group;
     PLACE(partial_o, sizeof(float) * (size_t)c->num_slots * (size_t)heads * (size_t)p->attn.head_dim_v);
     PLACE(partial_lse, sizeof(float) * (size_t)c->num_slots * (size_t)heads);
     L->scratch = off;
-    /* GPU: one int32 arrival counter per (q token, query head) for the kernels that merge in
-     * the partial pass (zeroed by fg_plan_upload; the kernels leave it zero again after each
-     * run, so graph replays need no reset). CPU: per-thread tile buffers. */
-    L->scratch_bytes = p->ctx->gpu ? fg_align_up((int64_t)p->num_qtok * heads * 4, FG_ALIGN)
+    /* GPU: one int32 arrival counter per (q token, KV head) for kernels that merge in the
+     * partial pass (zeroed by fg_plan_upload; the kernel leaves it zero again after each run,
+     * so graph replays need no reset). CPU: per-thread tile buffers. */
+    L->scratch_bytes = p->ctx->gpu ? fg_align_up((int64_t)p->num_qtok * p->attn.kv_head_count * 4, FG_ALIGN)
                                    : fg_cpu_scratch_bytes(p);
     off = fg_align_up(off + L->scratch_bytes, FG_ALIGN);
     L->total = off;
@@ -403,7 +399,7 @@ static fg_status build_work_list(fg_plan p, candidate *c, const fg_batch_desc *b
     char *h = hv;
     /* Zero only the alignment padding between the lists (every list byte is written below). */
     {
-        const int64_t end[10][2] = {
+        const int64_t end[9][2] = {
             {L->item_seg_off + (int64_t)sizeof(int32_t) * (d->num_items + 1), L->seg},
             {L->seg + (int64_t)sizeof(fg_work_seg) * d->num_segs, L->item_row_off},
             {L->item_row_off + (int64_t)sizeof(int32_t) * (d->num_items + 1), L->row},
@@ -412,10 +408,8 @@ static fg_status build_work_list(fg_plan p, candidate *c, const fg_batch_desc *b
             {L->block_task + (int64_t)sizeof(int32_t) * c->num_tasks, L->page},
             {L->page + (int64_t)sizeof(int32_t) * num_page_entries, L->merge_off},
             {L->merge_off + (int64_t)sizeof(int32_t) * (p->num_qtok + 1), L->merge_slot},
-            {L->merge_slot + (int64_t)sizeof(int32_t) * c->num_merge, L->merge_owner},
-            {L->merge_owner + (owners ? (int64_t)sizeof(int32_t) * p->num_qtok * p->attn.kv_head_count : 0),
-             L->list_bytes}};
-        for (int k = 0; k < 10; k++)
+            {L->merge_slot + (int64_t)sizeof(int32_t) * c->num_merge, L->list_bytes}};
+        for (int k = 0; k < 9; k++)
             if (end[k][1] > end[k][0]) memset(h + end[k][0], 0, (size_t)(end[k][1] - end[k][0]));
     }
     p->list = h;
@@ -438,13 +432,6 @@ static fg_status build_work_list(fg_plan p, candidate *c, const fg_batch_desc *b
         int32_t *ms = (int32_t *)(h + L->merge_slot);
         const int32_t num_merge = c->num_merge;
         for (int32_t k = 0; k < num_merge; k++) ms[k] = k;
-    }
-    if (owners) {
-        fg_status st = fg_merge_owners(c->block_task_off, c->block_task, c->num_blocks, c->num_tasks,
-                                       d->item_cost_us, d->item_row_off, d->row, d->num_items,
-                                       p->attn.kv_head_count, d->qtok_items, p->num_qtok,
-                                       (int32_t *)(h + L->merge_owner));
-        if (st != FG_SUCCESS) return st;
     }
     memcpy(h + L->block_task_off, c->block_task_off, sizeof(int32_t) * ((size_t)c->num_blocks + 1));
     memcpy(h + L->block_task, c->block_task, sizeof(int32_t) * (size_t)c->num_tasks);
@@ -735,8 +722,6 @@ fg_status fg_run(fg_plan p, const fg_tensors *t, void *workspace, size_t workspa
     k.page = (const int32_t *)(w + L->page);
     k.merge_off = (const int32_t *)(w + L->merge_off);
     k.merge_slot = (const int32_t *)(w + L->merge_slot);
-    k.merge_owner = L->merge_owner < L->list_bytes && p->ctx->gpu && p->num_slots > 0
-                        ? (const int32_t *)(w + L->merge_owner) : NULL;
     k.partial_o = (float *)(w + L->partial_o);
     k.partial_lse = (float *)(w + L->partial_lse);
     k.scratch = w + L->scratch;

@@ -16,8 +16,7 @@
  *    mask).
  *  - slot: one partial state (O normalised by its softmax sum, fp32, and its natural-log
  *    LSE) of one q token for all the plan's query heads. slot == -1: the item covers the
- *    token's whole KV and writes O (and LSE) directly. A token's slots are consecutive:
- *    merge_slot is the identity (slot s is merge list entry s).
+ *    token's whole KV and writes O (and LSE) directly.
  */
 #ifndef FG_WORKLIST_H
 #define FG_WORKLIST_H
@@ -69,9 +68,6 @@ typedef struct fg_work_layout {
     int64_t page;           /* int32 [num_page_entries]: the pages the segments read (fg_work_seg) */
     int64_t merge_off;      /* int32 [num_qtok + 1]; empty range = written directly */
     int64_t merge_slot;     /* int32 [num_merge_entries], slots in merge order */
-    int64_t merge_owner;    /* GPU plans: int32 [num_qtok][kv_head_count], the task that merges
-                             * the token's partial states for KV head g in the partial pass
-                             * (src/merge_owner.c), -1 where the token has none; CPU: empty */
     int64_t list_bytes;     /* end of the lists: what fg_plan_upload copies */
     int64_t partial_o;      /* float [num_slots][heads][head_dim_v], heads = kv_head_count*group */
     int64_t partial_lse;    /* float [num_slots][heads] */
@@ -93,7 +89,6 @@ typedef struct fg_kernel_args {
     const int32_t *page;
     const int32_t *merge_off;
     const int32_t *merge_slot;
-    const int32_t *merge_owner; /* NULL: no owners (the merge pass merges every token) */
     float *partial_o;
     float *partial_lse;
     void *scratch;
