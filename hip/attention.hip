@@ -344,8 +344,8 @@ template <int D> struct MmaCfg {
     static constexpr size_t meta_bytes = (size_t)3 * 2 * BN * 4;
     static constexpr size_t seg_bytes = (size_t)(5 * kSegCap + 1) * 4;
     static constexpr size_t smem = q_bytes + 2 * kv_bytes + meta_bytes + seg_bytes;
-    /* v4: meta + page table in 3 slots, segment table with page bases */
-    static constexpr size_t smem4 = q_bytes + 2 * kv_bytes + (size_t)4 * 3 * BN * 4 + seg_bytes;
+    /* v4: meta + K/V row offsets in 3 slots, segment table with page bases */
+    static constexpr size_t smem4 = q_bytes + 2 * kv_bytes + (size_t)3 * 3 * BN * 4 + (size_t)3 * BN * 16 + seg_bytes;
 };
 
 #if FG_CUDA
@@ -714,8 +714,13 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
     int *meta_pos = (int *)(smem + C::q_bytes + 2 * C::kv_bytes); /* [3][BN] */
     int *meta_lo = meta_pos + 3 * BN;
     int *meta_hi = meta_lo + 3 * BN;
-    int *tab_pg = meta_hi + 3 * BN; /* page of the row's token, -1: past the stream's end */
-    int *seg_cum = tab_pg + 3 * BN;
+    /* Element offsets of the row's K and V (page, slot in the page and KV head resolved by
+     * the filler), -1: past the stream's end. The loaders then add their chunk: an 8-row
+     * tile issue was ~45 integer instructions per row and thread when every thread
+     * resolved its rows' 64-bit addresses from the page id itself (Nsight Compute, W5:
+     * 45% of the loop's instructions integer, session 11). */
+    long long *tab_off = (long long *)(meta_hi + 3 * BN); /* [3][BN][2] */
+    int *seg_cum = (int *)(tab_off + 3 * BN * 2);
     int *seg_pb = seg_cum + kSegCap + 1; /* page_base: the segment's run in the page list */
     int *seg_beg = seg_pb + kSegCap;
     int *seg_lo = seg_beg + kSegCap;
@@ -900,6 +905,18 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
                 }
                 const int L = seg_cum[ns];
                 const int ntiles = (L + BN - 1) / BN;
+                /* Every row of the row block sees every key of the chunk (one segment whose
+                 * rank range holds every row, all positions below every row's causal limit):
+                 * its full tiles skip the per-key mask, three shared loads and four compares
+                 * per score (a shared prefix, an own suffix, a decode row). Same values as
+                 * the masked path. Padding rows (past M) see nothing and never count. */
+                bool vis_all = true;
+#pragma unroll
+                for (int hf = 0; hf < 2; hf++)
+                    if (rqtok[hf] >= 0)
+                        vis_all = vis_all && ns == 1 && seg_lo[0] <= rrank[hf] && rrank[hf] < seg_hi[0] &&
+                                  seg_beg[0] + L <= rlim[hf];
+                const bool chunk_full = __syncthreads_and(vis_all) != 0;
 
                 /* Row r of tile t: locate its segment and position, start the page-index load
                  * (fill_start), then write the table slot (fill_end). */
@@ -923,7 +940,13 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
                     meta_pos[ts * BN + r] = pos;
                     meta_lo[ts * BN + r] = sgi >= 0 ? seg_lo[sgi] : INT_MAX;
                     meta_hi[ts * BN + r] = sgi >= 0 ? seg_hi[sgi] : INT_MIN;
-                    tab_pg[ts * BN + r] = pgv;
+                    long long ko = -1, vo = -1;
+                    if (pgv >= 0) {
+                        const int64_t slot = ps_shift >= 0 ? (pos & (ps - 1)) : pos % ps;
+                        ko = (int64_t)pgv * a.k_stride_page + slot * a.k_stride_token + k_head;
+                        vo = (int64_t)pgv * a.v_stride_page + slot * a.v_stride_token + v_head;
+                    }
+                    *(longlong2 *)(tab_off + 2 * (ts * BN + r)) = make_longlong2(ko, vo);
                 };
                 /* Issue tile t's K and V rows from table slot ts into stage st. */
                 auto issue_tile = [&](int ts, int st) {
@@ -931,13 +954,12 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
 #pragma unroll
                     for (int j = 0; j < BN / RPP; j++) {
                         const int r = lrow0 + j * RPP;
-                        const int pg = tab_pg[ts * BN + r], pos = meta_pos[ts * BN + r];
+                        const longlong2 ro = *(const longlong2 *)(tab_off + 2 * (ts * BN + r));
                         const uint16_t *kp = k, *vp = v;
                         int bytes = 0;
-                        if (pg >= 0) {
-                            const int64_t slot = ps_shift >= 0 ? (pos & (ps - 1)) : pos % ps;
-                            kp = k + (int64_t)pg * a.k_stride_page + slot * a.k_stride_token + k_head + lchunk * 8;
-                            vp = v + (int64_t)pg * a.v_stride_page + slot * a.v_stride_token + v_head + lchunk * 8;
+                        if (ro.x >= 0) {
+                            kp = k + ro.x + lchunk * 8;
+                            vp = v + ro.y + lchunk * 8;
                             bytes = 16;
                         }
                         const int off = kv_off<D, WG>(r, lchunk);
@@ -959,6 +981,7 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
                 }
                 for (int t = 0; t < ntiles; ++t) {
                     const int st = t & 1, ts = t % 3;
+                    const bool full = chunk_full && (t + 1) * BN <= L; /* uniform over the block */
                     fg_cp_async_wait<0>();
 #if defined(FG_HAVE_WGMMA)
                     if (WG) fg_fence_proxy_async(); /* the copies, visible to wgmma's reads */
@@ -1018,6 +1041,16 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
                     /* Mask (segment rank range, causal limit, past the stream's end) and
                      * the online-softmax update, per accumulator row. */
                     float tmax[2] = {-INFINITY, -INFINITY};
+                    if (full) {
+#pragma unroll
+                        for (int nt = 0; nt < NC / 8; nt++)
+#pragma unroll
+                            for (int i = 0; i < 4; i++) {
+                                const float s = sacc[nt][i] * sl2;
+                                sacc[nt][i] = s;
+                                tmax[i >> 1] = fmaxf(tmax[i >> 1], s);
+                            }
+                    } else {
 #pragma unroll
                     for (int nt = 0; nt < NC / 8; nt++)
 #pragma unroll
@@ -1030,6 +1063,7 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
                             sacc[nt][i] = s;
                             tmax[hf] = fmaxf(tmax[hf], s);
                         }
+                    }
                     float alpha[2], base[2];
 #pragma unroll
                     for (int hf = 0; hf < 2; hf++) {
