@@ -714,13 +714,13 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
     int *meta_pos = (int *)(smem + C::q_bytes + 2 * C::kv_bytes); /* [3][BN] */
     int *meta_lo = meta_pos + 3 * BN;
     int *meta_hi = meta_lo + 3 * BN;
-    /* Element offsets of the row's K and V (page, slot in the page and KV head resolved by
-     * the filler), -1: past the stream's end. The loaders then add their chunk: an 8-row
-     * tile issue was ~45 integer instructions per row and thread when every thread
-     * resolved its rows' 64-bit addresses from the page id itself (Nsight Compute, W5:
-     * 45% of the loop's instructions integer, session 11). */
-    long long *tab_off = (long long *)(meta_hi + 3 * BN); /* [3][BN][2] */
-    int *seg_cum = (int *)(tab_off + 3 * BN * 2);
+    /* Addresses of the row's K and V (page, slot in the page and KV head resolved by the
+     * filler), 0: past the stream's end. The loaders only add their chunk: an 8-row tile
+     * issue was ~45 integer instructions per row and thread when every thread resolved
+     * its rows' 64-bit addresses from the page id itself (Nsight Compute, W5: 45% of the
+     * loop's instructions integer, session 11). */
+    unsigned long long *tab_ad = (unsigned long long *)(meta_hi + 3 * BN); /* [3][BN][2] */
+    int *seg_cum = (int *)(tab_ad + 3 * BN * 2);
     int *seg_pb = seg_cum + kSegCap + 1; /* page_base: the segment's run in the page list */
     int *seg_beg = seg_pb + kSegCap;
     int *seg_lo = seg_beg + kSegCap;
@@ -940,13 +940,13 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
                     meta_pos[ts * BN + r] = pos;
                     meta_lo[ts * BN + r] = sgi >= 0 ? seg_lo[sgi] : INT_MAX;
                     meta_hi[ts * BN + r] = sgi >= 0 ? seg_hi[sgi] : INT_MIN;
-                    long long ko = -1, vo = -1;
+                    unsigned long long ka = 0, va = 0;
                     if (pgv >= 0) {
                         const int64_t slot = ps_shift >= 0 ? (pos & (ps - 1)) : pos % ps;
-                        ko = (int64_t)pgv * a.k_stride_page + slot * a.k_stride_token + k_head;
-                        vo = (int64_t)pgv * a.v_stride_page + slot * a.v_stride_token + v_head;
+                        ka = (unsigned long long)(k + (int64_t)pgv * a.k_stride_page + slot * a.k_stride_token + k_head);
+                        va = (unsigned long long)(v + (int64_t)pgv * a.v_stride_page + slot * a.v_stride_token + v_head);
                     }
-                    *(longlong2 *)(tab_off + 2 * (ts * BN + r)) = make_longlong2(ko, vo);
+                    *(ulonglong2 *)(tab_ad + 2 * (ts * BN + r)) = make_ulonglong2(ka, va);
                 };
                 /* Issue tile t's K and V rows from table slot ts into stage st. */
                 auto issue_tile = [&](int ts, int st) {
@@ -954,17 +954,12 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma4(fg_kernel_args a) {
 #pragma unroll
                     for (int j = 0; j < BN / RPP; j++) {
                         const int r = lrow0 + j * RPP;
-                        const longlong2 ro = *(const longlong2 *)(tab_off + 2 * (ts * BN + r));
-                        const uint16_t *kp = k, *vp = v;
-                        int bytes = 0;
-                        if (ro.x >= 0) {
-                            kp = k + ro.x + lchunk * 8;
-                            vp = v + ro.y + lchunk * 8;
-                            bytes = 16;
-                        }
+                        const ulonglong2 ad = *(const ulonglong2 *)(tab_ad + 2 * (ts * BN + r));
                         const int off = kv_off<D, WG>(r, lchunk);
-                        fg_cp_async16(kd + off, kp, bytes);
-                        fg_cp_async16(vd + off, vp, bytes);
+                        /* past the stream's end: 16 zero bytes, and a source that exists */
+                        const bool ok = ad.x != 0;
+                        fg_cp_async16(kd + off, ok ? (const uint16_t *)ad.x + lchunk * 8 : k, ok ? 16 : 0);
+                        fg_cp_async16(vd + off, ok ? (const uint16_t *)ad.y + lchunk * 8 : v, ok ? 16 : 0);
                     }
                     fg_cp_async_commit();
                 };
