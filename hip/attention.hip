@@ -646,13 +646,17 @@ __global__ void __launch_bounds__(kMmaThreads) partial_mma(fg_kernel_args a) {
  * (the row loop had a run-time start, so it was not unrolled), each row paying a binary
  * search, an integer division by the page size and dependent global loads (then:
  * page_off[src], then page[...]) before its cp.async could issue. v4:
- *  - a per-tile row table (page, position, segment rank range) in shared memory, 3 slots
- *    (tiles t, t+1, t+2); one "filler" thread per tile row builds tile t+2's entry during
- *    step t, its page-index load issued before the tile's compute and stored after it;
+ *  - a per-tile row table (K and V addresses, position, segment rank range) in shared
+ *    memory, 3 slots (tiles t, t+1, t+2); one "filler" thread per tile row builds tile
+ *    t+2's entry during step t, its page-index load issued before the tile's compute and
+ *    the row's addresses computed and stored after it;
  *  - the segment table stages each segment's page_base (src/worklist.h), so a row needs
  *    one global load; page sizes that are powers of two use shifts;
- *  - the issue of tile t+1 is a compile-time-unrolled loop of shared loads, address math
- *    and cp.async per row: no global load, no division.
+ *  - the issue of tile t+1 is a compile-time-unrolled loop of one 16-byte shared load and
+ *    two cp.async per row: no global load, no division, no 64-bit address math (session 11:
+ *    the loop is issue-bound, and the 16 loaders of a row each resolving its address was
+ *    ~45 instructions a row);
+ *  - tiles whose every key every row sees skip the per-key mask (session 11).
  * Fillers are the last BN threads (warps 2-3 at BN 64): idle warps when a row block has
  * <= 32 rows (decode with GQA), the common case. */
 #if FG_CUDA && defined(FG_KERNEL_TIMING)
