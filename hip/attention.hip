@@ -344,7 +344,7 @@ template <int D> struct MmaCfg {
     static constexpr size_t meta_bytes = (size_t)3 * 2 * BN * 4;
     static constexpr size_t seg_bytes = (size_t)(5 * kSegCap + 1) * 4;
     static constexpr size_t smem = q_bytes + 2 * kv_bytes + meta_bytes + seg_bytes;
-    /* v4: meta + K/V row offsets in 3 slots, segment table with page bases */
+    /* v4: meta + K/V row addresses in 3 slots, segment table with page bases */
     static constexpr size_t smem4 = q_bytes + 2 * kv_bytes + (size_t)3 * 3 * BN * 4 + (size_t)3 * BN * 16 + seg_bytes;
 };
 
