@@ -19,7 +19,8 @@
 # 6b. with --compare-env "VAR=VAL ...": the full bench once per assignment (same run),
 #    e.g. the fused vs the separate merge.
 # 7. with --ncu IDS: Nsight Compute (--set full) on the first partial-kernel launch of each
-#    workload; details, stall metrics and the SASS source view (stall samples) go to $OUT.
+#    workload (FG_NCU_KERNEL: another kernel-name regex, e.g. merge_states); details,
+#    stall metrics and the SASS source view (stall samples) go to $OUT.
 # 8. with --timing "V1 V2 ...": a second build (build-device-timing, -DFG_KERNEL_TIMING, bench
 #    only) whose partial kernel records per-block/per-task clocks; per kernel version and
 #    workload it prints block-span spread, time per tile step by row class, longest tasks.
@@ -233,7 +234,7 @@ if [ -n "$NCU" ] && [ -x "$BUILD/perf/forgeattn-bench" ]; then
     [ -n "$NCUB" ] || break
     NCUDIR=${FG_NCU_DIR:-$LOGDIR}; mkdir -p "$NCUDIR"   # FG_NCU_DIR: keep the big files off $OUT
     rep="$NCUDIR/ncu-$w"
-    timeout 240 "$NCUB" --set full --import-source no -k regex:partial_mma --launch-count 1 -f -o "$rep" \
+    timeout 240 "$NCUB" --set full --import-source no -k "regex:${FG_NCU_KERNEL:-partial_mma}" --launch-count 1 -f -o "$rep" \
       "$BUILD/perf/forgeattn-bench" --backend cuda --only "$w" --runs 1 --warmup 1 >"$NCUDIR/ncu-$w.run.log" 2>&1
     echo "ncu $w rc=$?"; tail -3 "$NCUDIR/ncu-$w.run.log"
     "$NCUB" --import "$rep.ncu-rep" --page details --print-details all >"$NCUDIR/ncu-$w-details.txt" 2>&1
