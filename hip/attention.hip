@@ -200,14 +200,19 @@ constexpr int kMergeBatch = 8;
  * With it on every plan, W5 (8192 pairs of 2 slots) lost 4 us while W3 (2048 pairs of
  * 13 slots) gained 5 (session 8). */
 constexpr int64_t kMergeFastPairs = 2048;
+/* The other path batches too, when a pair has at most this many slots (W5: 2): its O
+ * loads then leave with the LSEs, one memory round trip instead of two (64 registers
+ * instead of 48, none spilled; 4 rather than 5 blocks of 8 waves per SM). */
+constexpr int kMergeSmall = 3;
 
 /* Merge q token qt's slots for local head hl (one wave; lane = its lane), in the order the
  * plan lists them: the same arithmetic wherever it runs, so the fused and the separate
  * merge give bitwise the same result.
  * When a pair has at most a wave's worth of slots (W1-W5: 2 to 13), lane j loads slot j's
  * LSE, and the max and the weight sum are wave reductions (a fixed shuffle tree:
- * deterministic); with one 4-dim chunk per lane, the first kMergeBatch O rows are loaded
- * together with the LSEs, so a pair of up to kMergeBatch slots costs one memory round trip
+ * deterministic); with one 4-dim chunk per lane, the first B O rows (kMergeBatch in the
+ * FAST kernel, kMergeSmall elsewhere: pairs of at most that many slots) are loaded
+ * together with the LSEs, so a pair of up to B slots costs one memory round trip
  * after its slot indices (which the separate merge reads before its dependency wait). The
  * first version walked the slots serially, twice, one L2 round trip per slot; the step
  * then spent 7-11 us between the partial grid's end and its own end (session 8). More
@@ -224,16 +229,16 @@ __device__ __forceinline__ void merge_pair(const fg_kernel_args &a, int qt, int 
     const size_t s_lane = (size_t)m.s_lane;
     uint16_t *o = (uint16_t *)a.o + (int64_t)qt * a.o_stride_token + (int64_t)h * a.o_stride_head;
     float mx = -INFINITY, sum = 0.f, w_lane = 0.f;
-    if (FAST && n <= FG_WAVE_SIZE && dv <= FG_WAVE_SIZE * 4) {
-        if constexpr (FAST) { /* compiled only into the FAST kernel: its registers stay there */
+    constexpr int B = FAST ? kMergeBatch : kMergeSmall; /* O rows in registers at once */
+    if ((FAST || n <= B) && n <= FG_WAVE_SIZE && dv <= FG_WAVE_SIZE * 4) {
         const int d = lane * 4;
         const bool has_d = d < dv;
         const float l = lane < n ? merge_ld<CG>(a.partial_lse + s_lane * heads + hl) : -INFINITY;
         float acc0 = 0.f, acc1 = 0.f, acc2 = 0.f, acc3 = 0.f, inv = 0.f;
-        for (int j0 = 0; j0 < n; j0 += kMergeBatch) { /* uniform over the wave */
-            float4 p[kMergeBatch];
+        for (int j0 = 0; j0 < n; j0 += B) { /* uniform over the wave */
+            float4 p[B];
 #pragma unroll
-            for (int j = 0; j < kMergeBatch; ++j) {
+            for (int j = 0; j < B; ++j) {
                 const int src = (j0 + j) & (FG_WAVE_SIZE - 1);
                 const size_t s = (size_t)__float_as_int(fg_shfl_idx(full, __int_as_float((int)s_lane), src));
                 if (j0 + j < n && has_d) p[j] = merge_ld4<CG>(a.partial_o + (s * heads + hl) * dv + d);
@@ -243,7 +248,7 @@ __device__ __forceinline__ void merge_pair(const fg_kernel_args &a, int qt, int 
                 inv = sum > 0.f ? 1.f / sum : 0.f;
             }
 #pragma unroll
-            for (int j = 0; j < kMergeBatch; ++j) {
+            for (int j = 0; j < B; ++j) {
                 const float w = fg_shfl_idx(full, w_lane, (j0 + j) & (FG_WAVE_SIZE - 1));
                 if (j0 + j < n && has_d && sum > 0.f) {
                     acc0 += w * p[j].x;
@@ -254,7 +259,6 @@ __device__ __forceinline__ void merge_pair(const fg_kernel_args &a, int qt, int 
             }
         }
         if (has_d) merge_store4<T>(o + d, acc0, acc1, acc2, acc3, inv);
-        }
     } else {
         if (n <= FG_WAVE_SIZE) {
             merge_weights(lane < n ? merge_ld<CG>(a.partial_lse + s_lane * heads + hl) : -INFINITY, n, lane, mx,
