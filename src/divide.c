@@ -375,7 +375,7 @@ typedef struct eval_result {
 /* Balanced (<= 1.10) beats unbalanced; among balanced the lower predicted step time,
  * among unbalanced the lower imbalance. */
 static int better(const eval_result *a, const eval_result *b) {
-    int ba = a->imb <= 1.10, bb = b->imb <= 1.10;
+    int ba = a->imb <= FG_BALANCED_IMBALANCE, bb = b->imb <= FG_BALANCED_IMBALANCE;
     if (ba != bb) return ba;
     return ba ? a->step < b->step : a->imb < b->imb - 1e-12;
 }
@@ -943,7 +943,7 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
     } while (0)
     int have_best = 0;
     for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
-        if (relaxes[ki] > 1 && best.imb <= 1.10) break;
+        if (relaxes[ki] > 1 && best.imb <= FG_BALANCED_IMBALANCE) break;
         double T = W0 / ((double)in->num_blocks * ks[ki]);
         /* The geometry is a function of (L, rows) here (ic0 is), so it is memoised
          * per candidate, direct mapped: a tree's groups come in DFS order, a few shapes
@@ -982,7 +982,7 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
             best = r;
             if (r.exact) KEEP_LPT(r);
             for (int64_t g = 0; g < NG; g++) { G[g].best_size = G[g].size; G[g].best_count = G[g].count; }
-        } else if (best.imb <= 1.10) {
+        } else if (best.imb <= FG_BALANCED_IMBALANCE) {
             break; /* finer cuts only add fixed and partial costs from here */
         }
         if (best.imb <= 1.02) break;
@@ -991,10 +991,10 @@ fg_status fg_divide(const fg_divide_input *in, const fg_cost_params *cost, fg_di
     /* Still unbalanced: a few tasks dominate. Cut the (node, row group) with the most
      * expensive chunk once more, keep the cut when the estimate improves, and go on with
      * the next dominant one (bounded: each try is one LPT estimate). */
-    if (best.imb > 1.10) /* (only the refinement below reads size, count and tried) */
+    if (best.imb > FG_BALANCED_IMBALANCE) /* (only the refinement below reads size, count and tried) */
         for (int64_t g = 0; g < NG; g++) { G[g].size = G[g].best_size; G[g].count = G[g].best_count; G[g].tried = 0; }
     int evals = 0;
-    while (evals < 48 && best.imb > 1.10) {
+    while (evals < 48 && best.imb > FG_BALANCED_IMBALANCE) {
         int64_t pick = -1;
         double worst = 0.0;
         for (int64_t g = 0; g < NG; g++) {

@@ -19,6 +19,11 @@
 #include "schedule.h"
 #include "worklist.h"
 
+/* A schedule counts as balanced when its predicted imbalance (the largest block time over
+ * the mean) is at most this (issue 3's criterion): fg_divide and fg_pack_short_items both
+ * prefer a balanced candidate to an unbalanced one. */
+#define FG_BALANCED_IMBALANCE 1.10
+
 typedef struct fg_divide_input {
     const fg_forest *forest;
     int32_t num_requests;

@@ -18,10 +18,6 @@
 #define FG_PACK_MAX_M_SHORT 32
 #define FG_PACK_SHORT_TILES 2
 
-/* Imbalance (max over mean of the predicted block times) a plan may have and still count
- * as balanced: fg_divide's bound (src/divide.c). */
-#define FG_PACK_BALANCED 1.10
-
 /* Pack sizes tried (items per pack, at most): the schedule's makespan decides. */
 static const int32_t k_pack_sizes[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64};
 #define PACK_NUM_SIZES ((int)(sizeof k_pack_sizes / sizeof k_pack_sizes[0]))
@@ -228,8 +224,8 @@ fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const 
     /* Each pack size k, largest first: the items packed with it (runs cut into
      * ceil(len / k) packs), and the LPT makespan of their tasks (the scheduler's first
      * pass; its improvement passes come later, for the chosen plan only). As fg_divide
-     * picks its division: a balanced candidate (imbalance <= FG_PACK_BALANCED) beats an
-     * unbalanced one, then the smaller makespan wins; ties go to the larger packs (fewer
+     * picks its division: a balanced candidate (imbalance <= FG_BALANCED_IMBALANCE)
+     * beats an unbalanced one, then the smaller makespan wins; ties go to the larger packs (fewer
      * tasks: less fixed cost where the model is too coarse to see it). So packing never
      * unbalances a balanced division, even where a coarser plan would finish sooner (W3 on
      * the H100 table: packs of 4 predict 84.7 us at imbalance 1.20 against 86.8 at 1.08,
@@ -309,7 +305,7 @@ fg_status fg_pack_short_items(fg_division *d, const fg_cost_params *cost, const 
             fg_lpt(lpt_c, lpt_n, (int32_t)w, Bk / g, load, NULL, scratch);
             for (int32_t b = 0; b < Bk / g; b++) mk = load[b] > mk ? load[b] : mk;
         }
-        const int bal = mk <= FG_PACK_BALANCED * (total / Bk);
+        const int bal = mk <= FG_BALANCED_IMBALANCE * (total / Bk);
         if (bal && mk < bal_mk) bal_mk = mk;
         if (k == 1) mk1 = mk;
         last_nc = nc;
